@@ -1,0 +1,1 @@
+"""Stripe Sync: Stripe billing data in your Postgres, as fields and segments."""

@@ -1,0 +1,234 @@
+"""`stripe-sync`: the command line. Known errors become one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from orchestration.errors import (
+    NotYetAvailableError,
+    SettingsError,
+    StripeSyncError,
+)
+from orchestration.settings import load_settings
+
+app = typer.Typer(
+    name="stripe-sync",
+    help="Keep Stripe billing data in your Postgres, as per-customer fields and segments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+webhooks_app = typer.Typer(help="Receive Stripe webhooks, or register the endpoint in Stripe.")
+app.add_typer(webhooks_app, name="webhooks")
+
+_state = {"debug": False}
+
+
+class SyncMode(StrEnum):
+    """How the first sync of an account starts (CONTRACT.md)."""
+
+    import_existing = "import-existing"
+    new_only = "new-only"
+
+
+def parse_as_of(value: str | None) -> datetime | None:
+    """`--as-of`: ISO-8601 with a timezone, or None for the current time."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise SettingsError(
+            f"--as-of {value!r} is not an ISO-8601 timestamp", "use e.g. 2026-11-20T12:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise SettingsError(
+            f"--as-of {value!r} has no timezone", "add one, e.g. 2026-11-20T12:00:00Z or +01:00"
+        )
+    return parsed
+
+
+def check_port(port: int) -> int:
+    """A TCP port the user gave: 1–65535."""
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"port {port} is out of range", "use a port from 1 to 65535")
+    return port
+
+
+def engine_missing(module: str, issue: str) -> NotYetAvailableError:
+    """The error for a command whose engine has not landed yet."""
+    return NotYetAvailableError(
+        f"this command needs {module}, which is not built yet ({issue})",
+        "follow the project's issues for progress",
+    )
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for every error.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def check() -> None:
+    """Check the database connection, the key, and each permission the sync needs."""
+    from orchestration.commands import run_check
+
+    raise typer.Exit(run_check(load_settings()))
+
+
+@app.command()
+def sync(
+    mode: Annotated[
+        SyncMode, typer.Option(help="First sync: import existing data, or only new changes.")
+    ] = SyncMode.import_existing,
+    reset: Annotated[
+        bool, typer.Option(help="Start over: forget the stored state of another account.")
+    ] = False,
+) -> None:
+    """Extract Stripe into the raw tables (first sync imports; later syncs are incremental)."""
+    from orchestration.commands import run_sync
+
+    run_sync(load_settings(), mode=mode.value, reset=reset)
+
+
+@app.command()
+def build(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Fix 'now' (ISO-8601 with timezone).")
+    ] = None,
+) -> None:
+    """Run the dbt models and tests: fields, feed, segments."""
+    from orchestration.commands import run_build
+
+    run_build(load_settings(), as_of=parse_as_of(as_of))
+
+
+@app.command()
+def run(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Fix 'now' (ISO-8601 with timezone).")
+    ] = None,
+    mode: Annotated[
+        SyncMode, typer.Option(help="Mode of a first sync.")
+    ] = SyncMode.import_existing,
+) -> None:
+    """The main job: sync, then build; recorded as a Dagster run."""
+    from orchestration.commands import run_main_job
+
+    run_main_job(load_settings(), as_of=parse_as_of(as_of), mode=mode.value)
+
+
+@app.command()
+def status() -> None:
+    """Sync health: last run, customers in sync, lag behind Stripe, last error."""
+    from orchestration.commands import run_status
+
+    raise typer.Exit(run_status(load_settings()))
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers in the demo dataset.")] = 2000,
+) -> None:
+    """Start the embedded Postgres and the local Stripe API with demo data; run the main job."""
+    from orchestration.commands import run_demo
+
+    run_demo(load_settings(), customers=customers)
+
+
+@app.command()
+def emulator(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 12111,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    customers: Annotated[int, typer.Option(help="Customers to generate.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 42,
+    latency_ms: Annotated[int, typer.Option(help="Added latency per request.")] = 0,
+    rate_limit: Annotated[
+        float | None, typer.Option(help="Requests/s per key (default 25 test, 100 live).")
+    ] = None,
+    fault_rate: Annotated[float, typer.Option(help="Share of requests failing (0–1).")] = 0.0,
+    api_version: Annotated[str | None, typer.Option(help="Account's default API version.")] = None,
+    tick: Annotated[
+        float | None, typer.Option(help="Apply lifecycle changes every N seconds.")
+    ] = None,
+) -> None:
+    """Serve the local Stripe-compatible API with generated data."""
+    check_port(port)
+    if customers < 0 or latency_ms < 0 or not 0 <= fault_rate <= 1:
+        raise SettingsError(
+            "--customers and --latency-ms must be ≥ 0 and --fault-rate within 0–1",
+            "fix the option's value",
+        )
+    try:
+        from orchestration.emulator.main import serve
+    except ImportError:
+        raise engine_missing("the emulator", "issue 4") from None
+    limits = (
+        {} if rate_limit is None else {"rate_limit_test": rate_limit, "rate_limit_live": rate_limit}
+    )
+    serve(
+        host=host,
+        port=port,
+        customers=customers,
+        seed=seed,
+        latency_ms=latency_ms,
+        fault_rate=fault_rate,
+        api_version=api_version,
+        tick_seconds=tick,
+        **limits,
+    )
+
+
+@webhooks_app.command("serve")
+def webhooks_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+) -> None:
+    """Receive Stripe webhooks (signature verified) and apply them to the raw tables."""
+    from orchestration.commands import run_webhooks_serve
+
+    run_webhooks_serve(load_settings(), host=host, port=check_port(port))
+
+
+@webhooks_app.command("register")
+def webhooks_register(
+    url: Annotated[str, typer.Argument(help="Public https URL of `stripe-sync webhooks serve`.")],
+) -> None:
+    """Create the webhook endpoint in Stripe with the event types we consume."""
+    from orchestration.commands import run_webhooks_register
+
+    run_webhooks_register(load_settings(), url=url)
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns known errors into one line."""
+    try:
+        app(standalone_mode=False)
+    except StripeSyncError as err:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {err.one_line()}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except typer.TyperException as err:  # usage errors: bad option values, unknown commands
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()
+            sys.exit(0)
+        message = " ".join(err.format_message().split()).replace("Value error, ", "")
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(2)

@@ -1,0 +1,161 @@
+"""What each CLI command does, in plain functions the CLI (and tests) call with Settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+import typer
+
+from orchestration.environment import check_database, warehouse_url
+from orchestration.errors import NotYetAvailableError, PermissionsError, StripeKeyError
+from orchestration.settings import Settings
+from orchestration.warehouse import describe
+
+OK, FAIL = "✓", "✗"
+
+
+def _say(mark: str, what: str, detail: str) -> None:
+    typer.echo(f"{mark} {what}: {detail}")
+
+
+def _require_key(settings: Settings) -> str:
+    if not settings.api_key:
+        raise StripeKeyError(
+            "STRIPE_API_KEY is not set",
+            "export a secret or restricted key (sk_test_…, rk_live_…), or run `stripe-sync demo`"
+            " to try the local emulator",
+        )
+    return settings.api_key
+
+
+def _engine_missing(what: str, issue: str) -> NotYetAvailableError:
+    return NotYetAvailableError(
+        f"this command needs {what}, which is not built yet ({issue})",
+        "follow the project's issues for progress",
+    )
+
+
+def run_check(settings: Settings, *, include_webhooks_write: bool = False) -> int:
+    """Checks the database, the key and each permission; one line per check."""
+    url = warehouse_url(settings)
+    version = check_database(url)
+    _say(OK, "database", f"{describe(url)} (PostgreSQL {version})")
+    key = _require_key(settings)
+    try:
+        from orchestration.extract import check_access
+    except ImportError:
+        raise _engine_missing("the extractor", "issue 5") from None
+    report = check_access(
+        key, settings.stripe_api_base, include_webhooks_write=include_webhooks_write
+    )
+    mode = "live" if report.livemode else "test"
+    _say(OK, "key", f"{settings.masked_key} ({mode} mode, account {report.account_id})")
+    for permission, granted in report.checks:
+        _say(OK if granted else FAIL, permission, "granted" if granted else "missing")
+    if report.missing:
+        raise PermissionsError(report.missing)
+    return 0
+
+
+def run_sync(settings: Settings, *, mode: str, reset: bool) -> None:
+    """Extracts Stripe into stripe_raw and prints what was synced."""
+    key = _require_key(settings)
+    url = warehouse_url(settings)
+    check_database(url)
+    try:
+        from orchestration.extract import sync_stripe
+    except ImportError:
+        raise _engine_missing("the extractor", "issue 5") from None
+    import sys
+
+    result = sync_stripe(
+        url,
+        key,
+        api_base=settings.stripe_api_base,
+        mode=mode,
+        reset=reset,
+        max_rps=settings.stripe_max_rps,
+        progress=sys.stderr.isatty(),
+    )
+    typer.echo(result.summary())
+
+
+def build_livemode(settings: Settings, url: str) -> bool:
+    """The mode whose data reaches the marts: the key's, else that of the latest sync."""
+    if settings.key_mode is not None:
+        return settings.key_mode == "live"
+    with psycopg.connect(url) as conn:
+        try:
+            row = conn.execute(
+                "select livemode from stripe_raw.sync_state"
+                " order by last_success_at desc nulls last limit 1"
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
+    return bool(row and row[0])
+
+
+def run_build(settings: Settings, *, as_of: datetime | None) -> None:
+    """Runs `dbt build` (models and tests) for the current mode."""
+    url = warehouse_url(settings)
+    check_database(url)
+    try:
+        from orchestration.transform import build
+    except ImportError:
+        raise _engine_missing("the dbt project", "issue 6") from None
+    result = build(url, as_of=as_of, livemode=build_livemode(settings, url))
+    typer.echo(result.summary())
+
+
+def run_main_job(settings: Settings, *, as_of: datetime | None, mode: str) -> None:
+    """Runs the main job (sync, then build) as a Dagster run on the persistent instance."""
+    try:
+        from orchestration.runs import execute_main_job
+    except ImportError:
+        raise _engine_missing("the Dagster job", "issue 7") from None
+    outcome = execute_main_job(settings, as_of=as_of, mode=mode)
+    typer.echo(outcome.summary())
+
+
+def run_status(settings: Settings) -> int:
+    """Prints sync health from the warehouse; exit 1 when the last sync failed."""
+    try:
+        from orchestration.health import read_health
+    except ImportError:
+        raise _engine_missing("sync health", "issue 5") from None
+    url = warehouse_url(settings)
+    check_database(url)
+    health = read_health(url, livemode=build_livemode(settings, url))
+    typer.echo(health.render())
+    return 1 if health.failed else 0
+
+
+def run_demo(settings: Settings, *, customers: int) -> None:
+    """The embedded default: local Postgres, local Stripe API with demo data, the main job."""
+    try:
+        from orchestration.demo import run_demo_job
+    except ImportError:
+        url = warehouse_url(settings)
+        check_database(url)
+        typer.echo(f"{OK} embedded database: {describe(url)}")
+        raise _engine_missing("the emulator and the main job", "issues 4 and 7") from None
+    run_demo_job(settings, customers=customers)
+
+
+def run_webhooks_serve(settings: Settings, *, host: str, port: int) -> None:
+    """Serves the webhook endpoint until interrupted."""
+    try:
+        from orchestration.webhooks.server import serve
+    except ImportError:
+        raise _engine_missing("the webhook receiver", "issue 8") from None
+    serve(settings, host=host, port=port)
+
+
+def run_webhooks_register(settings: Settings, *, url: str) -> None:
+    """Creates (or finds) the webhook endpoint in Stripe and prints its secret once."""
+    try:
+        from orchestration.webhooks.register import register_endpoint
+    except ImportError:
+        raise _engine_missing("webhook registration", "issue 8") from None
+    register_endpoint(settings, url=url)

@@ -1,0 +1,1 @@
+"""The embedded PostgreSQL that runs when no DATABASE_URL is set."""
