@@ -41,7 +41,7 @@ dev ui: setup ## The Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 	$(BIN)/python -m orchestration.ui
 
 docs: setup ## Generate dbt docs and serve them on http://127.0.0.1:8080
-	$(BIN)/python -m orchestration.transform docs --serve
+	$(BIN)/python -m orchestration.docs --serve
 
 bench: setup ## Benchmarks: print medians and ratios, write bench/results/*.json
 	$(BIN)/python -m bench.run_all

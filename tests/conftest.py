@@ -57,3 +57,31 @@ def database_factory(server_url: str) -> Iterator[object]:
     yield make
     for name in created:
         _drop_database(server_url, name)
+
+
+# --- emulator fixtures ---
+# Owned by the emulator work (issue 4); other fixtures above are unchanged.
+
+from contextlib import ExitStack  # noqa: E402
+
+from orchestration.emulator import Emulator, start_emulator  # noqa: E402
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """A fresh 50-customer emulator per test (no rate limit), so ticks never leak between tests."""
+    with start_emulator(customers=50, seed=1, rate_limit=None) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulator_factory() -> Iterator[object]:
+    """Starts emulators with any start_emulator() options; stops them all afterwards."""
+    stack = ExitStack()
+
+    def make(**options: object) -> Emulator:
+        options.setdefault("customers", 50)
+        return stack.enter_context(start_emulator(**options))
+
+    with stack:
+        yield make

@@ -1,4 +1,4 @@
-"""`stripe-sync check` with a bad DATABASE_URL: one line on stderr naming problem and fix, exit 1."""
+"""`stripe-sync check` with a bad DATABASE_URL: one line naming problem and fix, exit 1."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-def _assert_one_line_error(result, *words: str) -> None:  # noqa: ANN001
+def _assert_one_line_error(result, *words: str) -> None:
     assert result.code == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

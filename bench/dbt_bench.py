@@ -1,0 +1,248 @@
+"""Benchmark of `dbt build` (fields, feed, segments) on N generated customers: median seconds.
+
+Generates realistic raw Stripe JSON directly in Postgres (generate_series + jsonb_build_object) in a
+scratch database, then runs orchestration.transform.build three times with a fixed as_of.
+
+    .venv/bin/python bench/dbt_bench.py              # 10k and 100k customers
+    .venv/bin/python bench/dbt_bench.py --customers 50000 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestration.transform import RAW_TABLES_SQL, build
+from orchestration.warehouse import server_url_for_tests, with_database
+
+AS_OF = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+
+# One statement per raw table; __N__ is the number of customers. Customer i has one subscription
+# (a second, older canceled one for every 10th), two charges, one invoice, three events and one
+# activity row.
+GENERATE_SQL = """
+insert into stripe_raw.products (id, livemode, created, data, snapshot_at)
+select
+    'prod_' || k, false, timestamptz '2025-01-01',
+    jsonb_build_object('id', 'prod_' || k, 'object', 'product', 'name', 'Plan ' || k,
+        'active', true, 'created', 1735689600, 'livemode', false, 'metadata', '{}'::jsonb),
+    now()
+from generate_series(0, 4) as k;
+
+insert into stripe_raw.prices (id, livemode, created, data, snapshot_at)
+select
+    'price_' || k, false, timestamptz '2025-01-01',
+    jsonb_build_object(
+        'id', 'price_' || k, 'object', 'price', 'active', true, 'billing_scheme', 'per_unit',
+        'currency', case when k = 4 then 'jpy' else 'usd' end, 'livemode', false,
+        'nickname', 'Plan ' || k,
+        'product', 'prod_' || k, 'type', 'recurring',
+        'unit_amount', (array[1900, 4900, 49000, 1500, 5000])[k + 1],
+        'recurring', jsonb_build_object(
+            'interval', (array['month', 'month', 'year', 'week', 'month'])[k + 1],
+            'interval_count', case when k = 1 then 3 else 1 end,
+            'usage_type', 'licensed')),
+    now()
+from generate_series(0, 4) as k;
+
+insert into stripe_raw.customers (id, livemode, created, data, is_deleted, snapshot_at, synced_at)
+select
+    'cus_' || lpad(i::text, 8, '0'), false, created_at,
+    jsonb_build_object(
+        'id', 'cus_' || lpad(i::text, 8, '0'), 'object', 'customer', 'balance', 0,
+        'created', extract(epoch from created_at)::bigint,
+        'currency', case when i % 5 = 4 then 'jpy' else 'usd' end,
+        'delinquent', i % 50 = 0, 'description', case when i % 4 = 0 then 'VIP' end,
+        'email', 'user' || i || '@example.com', 'name', 'User ' || i,
+        'phone', '+1555' || lpad(i::text, 7, '0'), 'livemode', false, 'metadata', '{}'::jsonb,
+        'address', jsonb_build_object(
+            'line1', i || ' Main St', 'line2', case when i % 3 = 0 then 'Apt ' || i % 100 end,
+            'city', 'Springfield', 'state', 'IL', 'country', 'US', 'postal_code', '62701'),
+        'invoice_settings', jsonb_build_object('default_payment_method', null),
+        'preferred_locales', '[]'::jsonb, 'tax_exempt', 'none'),
+    i % 200 = 0, now(), now()
+from generate_series(1, __N__) as i,
+    lateral (select timestamptz '2026-01-01' + (i % 300) * interval '1 day' as created_at) as t;
+
+insert into stripe_raw.subscriptions (id, livemode, created, data, snapshot_at)
+select
+    'sub_' || lpad(i::text, 8, '0') || '_' || s, false, created_at,
+    jsonb_build_object(
+        'id', 'sub_' || lpad(i::text, 8, '0') || '_' || s, 'object', 'subscription',
+        'customer', 'cus_' || lpad(i::text, 8, '0'), 'status', status,
+        'created', extract(epoch from created_at)::bigint,
+        'currency', prices.data ->> 'currency',
+        'cancel_at_period_end', i % 11 = 0,
+        'canceled_at', case when status = 'canceled' then created_epoch + 86400 end,
+        'trial_start', case when status = 'trialing' then created_epoch end,
+        'trial_end', case when status = 'trialing' then created_epoch + 14 * 86400 end,
+        'livemode', false, 'metadata', '{}'::jsonb,
+        'discounts', case when i % 7 = 0 then jsonb_build_array(jsonb_build_object(
+            'id', 'di_' || i, 'object', 'discount', 'start', created_epoch, 'end', null,
+            'source', jsonb_build_object('type', 'coupon', 'coupon', jsonb_build_object(
+                'id', 'SAVE20', 'object', 'coupon', 'percent_off', 20, 'amount_off', null,
+                'duration', 'forever', 'duration_in_months', null)))) else '[]'::jsonb end,
+        'items', jsonb_build_object('object', 'list', 'has_more', false, 'data', jsonb_build_array(
+            jsonb_build_object(
+                'id', 'si_' || lpad(i::text, 8, '0') || '_' || s, 'object', 'subscription_item',
+                'quantity', 1 + i % 3, 'price', prices.data,
+                'current_period_start', extract(epoch from timestamptz '2026-11-01')::bigint,
+                'current_period_end', extract(epoch from timestamptz '2026-12-01')::bigint)))),
+    now()
+from generate_series(1, __N__) as i
+cross join generate_series(1, 2) as s
+inner join stripe_raw.prices on prices.id = 'price_' || (i % 5)
+cross join lateral (
+    select
+        timestamptz '2026-02-01' + (i % 280) * interval '1 day' - (s - 1) * interval '30 days'
+            as created_at,
+        case
+            when s = 2 then 'canceled'
+            else (array['active', 'active', 'active', 'active', 'trialing', 'past_due',
+                'canceled', 'active', 'unpaid', 'active'])[i % 10 + 1]
+        end as status
+) as t
+cross join lateral (select extract(epoch from t.created_at)::bigint as created_epoch) as e
+where s = 1 or i % 10 = 0;
+
+insert into stripe_raw.charges (id, livemode, created, data, snapshot_at)
+select
+    'ch_' || lpad(i::text, 8, '0') || '_' || c, false, created_at,
+    jsonb_build_object(
+        'id', 'ch_' || lpad(i::text, 8, '0') || '_' || c, 'object', 'charge',
+        'customer', 'cus_' || lpad(i::text, 8, '0'),
+        'amount', 1900 + (i % 5) * 1000, 'amount_refunded', 0, 'currency', 'usd',
+        'created', extract(epoch from created_at)::bigint, 'description', 'Subscription update',
+        'status', case when c = 2 and i % 9 = 0 then 'failed' else 'succeeded' end,
+        'paid', true, 'refunded', false, 'livemode', false),
+    now()
+from generate_series(1, __N__) as i
+cross join generate_series(1, 2) as c
+cross join lateral (
+    select timestamptz '2026-10-01' + (i % 40) * interval '1 day' + c * interval '1 hour'
+        as created_at
+) as t;
+
+insert into stripe_raw.invoices (id, livemode, created, data, snapshot_at)
+select
+    'in_' || lpad(i::text, 8, '0'), false, timestamptz '2026-11-01',
+    jsonb_build_object(
+        'id', 'in_' || lpad(i::text, 8, '0'), 'object', 'invoice',
+        'customer', 'cus_' || lpad(i::text, 8, '0'), 'amount_due', 4900, 'amount_paid', 4900,
+        'currency', 'usd', 'status', 'paid', 'total', 4900, 'livemode', false,
+        'parent', jsonb_build_object('type', 'subscription_details', 'subscription_details',
+            jsonb_build_object('subscription', 'sub_' || lpad(i::text, 8, '0') || '_1'))),
+    now()
+from generate_series(1, __N__) as i;
+
+insert into stripe_raw.events
+    (id, livemode, created, data, snapshot_at, type, object_id, api_version)
+select
+    'evt_' || lpad(i::text, 8, '0') || '_' || e, false,
+    timestamptz '2026-11-01' + e * interval '1 hour',
+    jsonb_build_object(
+        'id', 'evt_' || lpad(i::text, 8, '0') || '_' || e, 'object', 'event',
+        'api_version', '2026-10-28.endive', 'livemode', false,
+        'created', extract(epoch from timestamptz '2026-11-01')::bigint + e * 3600,
+        'type', (array['customer.subscription.created', 'invoice.paid', 'charge.succeeded'])[e],
+        'data', jsonb_build_object('object', case e
+            when 1 then (select data from stripe_raw.subscriptions
+                         where id = 'sub_' || lpad(i::text, 8, '0') || '_1')
+            when 2 then (select data from stripe_raw.invoices
+                         where id = 'in_' || lpad(i::text, 8, '0'))
+            else (select data from stripe_raw.charges
+                  where id = 'ch_' || lpad(i::text, 8, '0') || '_1')
+        end)),
+    now(),
+    (array['customer.subscription.created', 'invoice.paid', 'charge.succeeded'])[e],
+    (array['sub_', 'in_', 'ch_'])[e] || lpad(i::text, 8, '0') || (array['_1', '', '_1'])[e],
+    '2026-10-28.endive'
+from generate_series(1, __N__) as i
+cross join generate_series(1, 3) as e;
+
+insert into stripe_raw.activity_events (stripe_customer_id, customer_email, occurred_at)
+select
+    case when i % 2 = 0 then 'cus_' || lpad(i::text, 8, '0') end,
+    case when i % 2 = 1 then 'USER' || i || '@Example.com' end,
+    timestamptz '2026-11-20' - (i % 30) * interval '1 day'
+from generate_series(1, __N__) as i;
+
+insert into stripe_raw.sync_state (object, livemode, account_id, status, last_success_at, rows)
+select object, false, 'acct_bench', 'ok', timestamptz '2026-11-20 11:00', __N__
+from unnest(array['customers', 'subscriptions', 'invoices', 'charges', 'prices', 'products',
+    'checkout_sessions', 'events']) as object;
+
+analyze;
+"""
+
+
+def generate(database_url: str, customers: int) -> float:
+    """Creates the raw tables and fills them; returns the seconds it took."""
+    started = time.monotonic()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(RAW_TABLES_SQL.read_text())
+        for statement in GENERATE_SQL.split(";\n\n"):
+            if statement.strip():
+                conn.execute(statement.replace("__N__", str(int(customers))))
+    return time.monotonic() - started
+
+
+def bench(server_url: str, customers: int, runs: int) -> list[float]:
+    """Builds `runs` times on a fresh database of `customers` customers; returns the durations."""
+    name = f"stripe_sync_bench_{uuid.uuid4().hex[:8]}"
+    admin_url = with_database(server_url, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        seconds = generate(url, customers)
+        print(f"{customers:>7} customers: generated raw data in {seconds:.1f} s", flush=True)
+        durations: list[float] = []
+        with tempfile.TemporaryDirectory() as target:
+            for run in range(runs):
+                started = time.monotonic()
+                build(url, as_of=AS_OF, livemode=False, target_path=Path(target))
+                durations.append(time.monotonic() - started)
+                print(
+                    f"{customers:>7} customers: build {run + 1}: {durations[-1]:.1f} s", flush=True
+                )
+        return durations
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    server_url = server_url_for_tests(
+        os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    )
+    results = {n: bench(server_url, n, args.runs) for n in args.customers}
+    print()
+    print("customers  median build (s)  first (s)  budget")
+    for n, durations in results.items():
+        median = statistics.median(durations)
+        print(
+            f"{n:>9}  {median:>16.1f}  {durations[0]:>9.1f}  {'ok' if median < 30 else 'OVER 30 s'}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+{{
+    config(
+        indexes=[
+            {'columns': ['stripe_customer_id'], 'unique': true},
+        ]
+    )
+}}
+
+with
+
+customer_fields as (
+    select * from {{ ref('customer_fields') }}
+),
+
+-- Every customer in customer_fields.
+members as (
+    select * from customer_fields
+)
+
+select * from members

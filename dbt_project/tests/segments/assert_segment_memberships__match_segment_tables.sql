@@ -1,0 +1,70 @@
+-- segment_memberships holds each segment table's members, no more and no fewer.
+{% set segments = [
+    'syncing_with_stripe', 'current_trials', 'slipping_trials', 'slipping_customers',
+    'expired_trials', 'customers', 'churned_customers', 'past_due_subscriptions',
+] %}
+
+with
+
+segment_members as (
+    {% for segment in segments %}
+        select
+            '{{ segment }}' as segment,
+            stripe_customer_id
+        from {{ ref(segment) }}
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+),
+
+memberships as (
+    select
+        segment,
+        stripe_customer_id
+    from {{ ref('segment_memberships') }}
+),
+
+missing as (
+    select
+        segment,
+        stripe_customer_id
+    from segment_members
+
+    except
+
+    select
+        segment,
+        stripe_customer_id
+    from memberships
+),
+
+extra as (
+    select
+        segment,
+        stripe_customer_id
+    from memberships
+
+    except
+
+    select
+        segment,
+        stripe_customer_id
+    from segment_members
+),
+
+differences as (
+    select
+        'missing' as problem,
+        segment,
+        stripe_customer_id
+    from missing
+
+    union all
+
+    select
+        'extra' as problem,
+        segment,
+        stripe_customer_id
+    from extra
+)
+
+select * from differences

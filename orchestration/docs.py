@@ -1,0 +1,41 @@
+"""`make docs`: generate the dbt docs against the warehouse, then serve them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestration.environment import check_database, warehouse_url
+from orchestration.settings import PROJECT_ROOT, load_settings
+from orchestration.warehouse import dbt_env
+
+DOCS_PORT = 8080
+
+
+def _dbt(*args: str, env: dict[str, str]) -> None:
+    dbt = Path(sys.executable).parent / "dbt"
+    base = [str(dbt), *args, "--project-dir", str(PROJECT_ROOT), "--profiles-dir", "profiles"]
+    subprocess.run(base, check=True, cwd=PROJECT_ROOT, env=env)
+
+
+def main() -> None:
+    """Generates the docs (lineage back to every raw table) and serves them on DOCS_PORT."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", action="store_true", help="serve after generating")
+    parser.add_argument("--port", type=int, default=DOCS_PORT)
+    args = parser.parse_args()
+    url = warehouse_url(load_settings())
+    check_database(url)
+    env = {**os.environ, **dbt_env(url)}
+    _dbt("docs", "generate", env=env)
+    print(f"dbt docs generated in {PROJECT_ROOT / 'target'}")
+    if args.serve:
+        print(f"serving dbt docs on http://127.0.0.1:{args.port} (Ctrl-C stops)")
+        _dbt("docs", "serve", "--port", str(args.port), "--no-browser", env=env)
+
+
+if __name__ == "__main__":
+    main()

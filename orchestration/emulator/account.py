@@ -1,0 +1,149 @@
+"""One emulated Stripe account: its store, catalog, clock, keys and event log."""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestration.emulator.catalog import plan_from_price
+from orchestration.emulator.render import Catalog, deleted_stub, is_legacy, render
+from orchestration.emulator.store import KEY_CHARS, Store, encode_key
+
+_ALNUM = bytes.maketrans(b"-_", b"Xq")
+
+# CONTRACT.md permission names → Stripe's restricted-key permission ids, which its 403s name.
+PERMISSIONS: dict[str, str] = {
+    "Charges: Read": "rak_charge_read",
+    "Customers: Read": "rak_customer_read",
+    "Events: Read": "rak_event_read",
+    "Checkout Sessions: Read": "rak_checkout_session_read",
+    "Invoices: Read": "rak_invoice_read",
+    "Prices: Read": "rak_price_read",
+    "Subscriptions: Read": "rak_subscription_read",
+    "Webhook Endpoints: Write": "rak_webhook_write",
+}
+
+
+class Clock:
+    """Simulated time: real time (or a fixed start) plus whatever was advanced."""
+
+    def __init__(self, now: int | None = None) -> None:
+        self.fixed = now
+        self.offset = 0
+
+    def now(self) -> int:
+        """Current simulated epoch seconds."""
+        base = self.fixed if self.fixed is not None else int(time.time())
+        return base + self.offset
+
+    def advance(self, seconds: int) -> None:
+        """Moves simulated time forward."""
+        self.offset += seconds
+
+
+@dataclass
+class KeyInfo:
+    """What an API key may do."""
+
+    account: Account
+    livemode: bool
+    permissions: frozenset[str] | None = None  # None: a secret key with full access
+
+
+@dataclass
+class Account:
+    """An account's data and the operations the API and the lifecycle share."""
+
+    id: str
+    name: str
+    clock: Clock
+    default_version: str
+    rng: random.Random
+    store: Store = field(default_factory=Store)
+    catalog: Catalog = field(default_factory=Catalog)
+    # Called with each new event (webhook delivery); set by the server.
+    on_event: Callable[[dict[str, Any]], int] | None = None
+    _id_pool: str = ""
+    _id_pos: int = 0
+
+    def new_id(self, prefix: str, length: int = 24) -> str:
+        """A random-looking, seed-deterministic Stripe-style id."""
+        pos = self._id_pos
+        if pos + length > len(self._id_pool):
+            # Encoding random bytes in bulk is ~10x cheaper than per id; generation makes millions.
+            raw = base64.urlsafe_b64encode(self.rng.randbytes(3 * 4096))
+            self._id_pool, pos = raw.translate(_ALNUM).decode(), 0
+        self._id_pos = pos + length
+        return prefix + self._id_pool[pos : pos + length]
+
+    def reset_ids(self) -> None:
+        """Forgets buffered id randomness (after replacing rng)."""
+        self._id_pool, self._id_pos = "", 0
+
+    def new_row_id(self, prefix: str, length: int = 24) -> str:
+        """An id for a stored object: random, then its row number (see Store.allocate)."""
+        return self.new_id(prefix, length - KEY_CHARS) + encode_key(self.store.allocate())
+
+    def rendered(self, kind: str, compact: dict[str, Any], legacy: bool) -> dict[str, Any]:
+        """The full object of a stored record in the chosen shape."""
+        if kind == "events":
+            return self._render_event(compact)
+        if kind == "plans":
+            return plan_from_price(compact)
+        return render(kind, compact, self.catalog, legacy)
+
+    def _render_event(self, evt: dict[str, Any]) -> dict[str, Any]:
+        # Events keep the shape of the version they were created with, whatever the request asks.
+        data = dict(evt["data"])
+        if "ref" in data:
+            found = self.store.get(evt["kind"], data.pop("ref"))
+            data["object"] = found[0] if found else {}
+        data["object"] = render(
+            evt["kind"], data["object"], self.catalog, is_legacy(evt["api_version"])
+        )
+        out = {k: v for k, v in evt.items() if k != "kind"}
+        out["data"] = data
+        return out
+
+    def retrieve(self, kind: str, obj_id: str, legacy: bool) -> dict[str, Any] | None:
+        """What GET retrieve returns, or None when unknown."""
+        found = self.store.get(kind, obj_id)
+        if found is None:
+            return None
+        compact, deleted = found
+        return deleted_stub(kind, obj_id) if deleted else self.rendered(kind, compact, legacy)
+
+    def save(self, kind: str, compact: dict[str, Any], *, deleted: bool = False) -> None:
+        """Stores the current state of an object."""
+        status = {"events": compact.get("type"), "prices": compact.get("type")}.get(
+            kind, compact.get("status")
+        )
+        self.store.put(kind, compact, status=status, deleted=deleted)
+
+    def event(
+        self, etype: str, kind: str, compact: dict[str, Any], previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Records an event; its object renders in the account's default version, as Stripe's do."""
+        data: dict[str, Any] = {"object": compact}
+        if previous is not None:
+            data["previous_attributes"] = previous
+        evt = {
+            "id": self.new_row_id("evt_"),
+            "object": "event",
+            "api_version": self.default_version,
+            "created": self.clock.now(),
+            "data": data,
+            "kind": kind,
+            "livemode": compact["livemode"],
+            "pending_webhooks": 0,
+            "request": {"id": None, "idempotency_key": None},
+            "type": etype,
+        }
+        if self.on_event is not None:
+            evt["pending_webhooks"] = self.on_event(self.rendered("events", evt, False))
+        self.save("events", evt)
+        return evt

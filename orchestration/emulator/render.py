@@ -1,0 +1,505 @@
+"""Turns compact stored records into Stripe's JSON shape for a given API version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestration.emulator.catalog import plan_from_price
+
+CURRENT_VERSION = "2026-10-28.endive"
+# 2025-03-31.basil moved current_period_* to subscription items and invoice.subscription under
+# invoice.parent; older versions keep the old shape.
+SHAPE_CHANGE_DATE = "2025-03-31"
+
+
+def is_legacy(version: str) -> bool:
+    """True when the API version predates the 2025-03-31 shape changes."""
+    return version[:10] < SHAPE_CHANGE_DATE
+
+
+@dataclass
+class Catalog:
+    """Prices, plans and coupons of one account, kept in memory and inlined when rendering."""
+
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coupons: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_price(self, price: dict[str, Any]) -> None:
+        """Registers a price (and its plan when recurring)."""
+        self.prices[price["id"]] = price
+        if price["recurring"]:
+            self.plans[price["id"]] = plan_from_price(price)
+
+
+_AUTOMATIC_TAX = {"disabled_reason": None, "enabled": False, "liability": None}
+
+_CUSTOMER = {
+    "object": "customer",
+    "balance": 0,
+    "default_source": None,
+    "discount": None,
+    "invoice_settings": {
+        "custom_fields": None,
+        "default_payment_method": None,
+        "footer": None,
+        "rendering_options": None,
+    },
+    "metadata": {},
+    "next_invoice_sequence": 1,
+    "preferred_locales": [],
+    "shipping": None,
+    "tax_exempt": "none",
+    "test_clock": None,
+}
+
+_SUBSCRIPTION = {
+    "object": "subscription",
+    "application": None,
+    "application_fee_percent": None,
+    "automatic_tax": _AUTOMATIC_TAX,
+    "billing_cycle_anchor_config": None,
+    "billing_thresholds": None,
+    "collection_method": "charge_automatically",
+    "days_until_due": None,
+    "default_payment_method": None,
+    "default_source": None,
+    "default_tax_rates": [],
+    "description": None,
+    "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+    "metadata": {},
+    "next_pending_invoice_item_invoice": None,
+    "on_behalf_of": None,
+    "pause_collection": None,
+    "payment_settings": {
+        "payment_method_options": None,
+        "payment_method_types": None,
+        "save_default_payment_method": "off",
+    },
+    "pending_invoice_item_interval": None,
+    "pending_setup_intent": None,
+    "pending_update": None,
+    "schedule": None,
+    "test_clock": None,
+    "transfer_data": None,
+    "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+}
+
+_INVOICE = {
+    "object": "invoice",
+    "account_country": "US",
+    "account_name": "Stripe Sync Demo",
+    "account_tax_ids": None,
+    "application": None,
+    "application_fee_amount": None,
+    "attempted": True,
+    "auto_advance": False,
+    "automatic_tax": _AUTOMATIC_TAX,
+    "collection_method": "charge_automatically",
+    "custom_fields": None,
+    "customer_address": None,
+    "customer_phone": None,
+    "customer_shipping": None,
+    "customer_tax_exempt": "none",
+    "customer_tax_ids": [],
+    "default_payment_method": None,
+    "default_source": None,
+    "default_tax_rates": [],
+    "description": None,
+    "due_date": None,
+    "ending_balance": 0,
+    "footer": None,
+    "last_finalization_error": None,
+    "metadata": {},
+    "next_payment_attempt": None,
+    "on_behalf_of": None,
+    "paid_out_of_band": False,
+    "payment_settings": {
+        "default_mandate": None,
+        "payment_method_options": None,
+        "payment_method_types": None,
+    },
+    "post_payment_credit_notes_amount": 0,
+    "pre_payment_credit_notes_amount": 0,
+    "receipt_number": None,
+    "starting_balance": 0,
+    "statement_descriptor": None,
+    "tax": None,
+    "test_clock": None,
+    "total_discount_amounts": [],
+    "total_tax_amounts": [],
+    "transfer_data": None,
+    "webhooks_delivered_at": None,
+}
+
+_CHARGE = {
+    "object": "charge",
+    "application": None,
+    "application_fee": None,
+    "application_fee_amount": None,
+    "calculated_statement_descriptor": "STRIPE SYNC DEMO",
+    "disputed": False,
+    "failure_balance_transaction": None,
+    "fraud_details": {},
+    "metadata": {},
+    "on_behalf_of": None,
+    "receipt_number": None,
+    "review": None,
+    "shipping": None,
+    "source_transfer": None,
+    "statement_descriptor": None,
+    "statement_descriptor_suffix": None,
+    "transfer_data": None,
+    "transfer_group": None,
+}
+
+_CHECKOUT_SESSION = {
+    "object": "checkout.session",
+    "after_expiration": None,
+    "allow_promotion_codes": None,
+    "automatic_tax": _AUTOMATIC_TAX,
+    "billing_address_collection": None,
+    "cancel_url": "https://example.com/cancel",
+    "client_reference_id": None,
+    "consent": None,
+    "consent_collection": None,
+    "customer_creation": "always",
+    "locale": None,
+    "metadata": {},
+    "payment_link": None,
+    "payment_method_options": {},
+    "payment_method_types": ["card"],
+    "phone_number_collection": {"enabled": False},
+    "recovered_from": None,
+    "setup_intent": None,
+    "shipping_address_collection": None,
+    "shipping_options": [],
+    "shipping_rate": None,
+    "submit_type": None,
+    "success_url": "https://example.com/success?session_id={CHECKOUT_SESSION_ID}",
+    "tax_id_collection": {"enabled": False},
+    "ui_mode": "hosted",
+}
+
+
+def render_customer(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """A customer in Stripe's shape."""
+    return {**_CUSTOMER, **c}
+
+
+def _discount(d: dict[str, Any] | None, cat: Catalog, customer: str, sub: str) -> dict | None:
+    if d is None:
+        return None
+    return {
+        "id": d["id"],
+        "object": "discount",
+        "checkout_session": None,
+        "coupon": cat.coupons[d["coupon"]],
+        "customer": customer,
+        "end": d["end"],
+        "invoice": None,
+        "invoice_item": None,
+        "promotion_code": None,
+        "start": d["start"],
+        "subscription": sub,
+        "subscription_item": None,
+    }
+
+
+def render_subscription(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """A subscription; current_period_* sits on items, or on the subscription before basil."""
+    sub_id = c["id"]
+    start, end = c["period"]
+    items = []
+    for si, price_id, quantity, created in c["items"]:
+        item = {
+            "id": si,
+            "object": "subscription_item",
+            "billing_thresholds": None,
+            "created": created,
+            "discounts": [],
+            "metadata": {},
+            "plan": cat.plans[price_id],
+            "price": cat.prices[price_id],
+            "subscription": sub_id,
+            "tax_rates": [],
+        }
+        if quantity is not None:
+            item["quantity"] = quantity
+        if not legacy:
+            item["current_period_start"] = start
+            item["current_period_end"] = end
+        items.append(item)
+    out = {**_SUBSCRIPTION, **c}
+    del out["period"]
+    out["items"] = {
+        "object": "list",
+        "data": items,
+        "has_more": False,
+        "total_count": len(items),
+        "url": f"/v1/subscription_items?subscription={sub_id}",
+    }
+    out["discount"] = _discount(c["discount"], cat, c["customer"], sub_id)
+    out["discounts"] = [c["discount"]["id"]] if c["discount"] else []
+    out["cancellation_details"] = {
+        "comment": None,
+        "feedback": None,
+        "reason": "cancellation_requested" if c["canceled_at"] else None,
+    }
+    if legacy:
+        out["current_period_start"] = start
+        out["current_period_end"] = end
+    return out
+
+
+def render_line(line: list, inv: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """One invoice line item."""
+    il, price_id, quantity, amount, start, end, si = line
+    price = cat.prices[price_id]
+    out = {
+        "id": il,
+        "object": "line_item",
+        "amount": amount,
+        "currency": inv["currency"],
+        "description": f"{quantity or 0} × {price['nickname']}",
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": inv["id"],
+        "livemode": inv["livemode"],
+        "metadata": {},
+        "period": {"start": start, "end": end},
+        "quantity": quantity,
+        "tax_amounts": [],
+        "tax_rates": [],
+    }
+    if legacy:
+        out.update(
+            plan=cat.plans.get(price_id),
+            price=price,
+            proration=False,
+            proration_details={"credited_items": None},
+            subscription=inv["subscription"],
+            subscription_item=si,
+            type="subscription",
+        )
+    else:
+        out["parent"] = {
+            "type": "subscription_item_details",
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": inv["subscription"],
+                "subscription_item": si,
+            },
+        }
+        out["pricing"] = {
+            "price_details": {"price": price_id, "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price["unit_amount_decimal"],
+        }
+        out["pretax_credit_amounts"] = []
+        out["taxes"] = []
+    return out
+
+
+def render_invoice(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """An invoice; the subscription sits under parent.subscription_details since basil."""
+    out = {**_INVOICE, **c}
+    lines = [render_line(line, c, cat, legacy) for line in c["lines"]]
+    out["lines"] = {
+        "object": "list",
+        "data": lines,
+        "has_more": False,
+        "total_count": len(lines),
+        "url": f"/v1/invoices/{c['id']}/lines",
+    }
+    paid = c["status"] == "paid"
+    out.update(
+        amount_due=c["total"],
+        amount_remaining=0 if paid else c["total"] - c["amount_paid"],
+        paid=paid,
+        subtotal_excluding_tax=c["subtotal"],
+        total_excluding_tax=c["total"],
+        status_transitions={
+            "finalized_at": c["finalized_at"],
+            "marked_uncollectible_at": None,
+            "paid_at": c["paid_at"],
+            "voided_at": c["voided_at"],
+        },
+        hosted_invoice_url=f"https://invoice.stripe.com/i/{c['id']}",
+        invoice_pdf=f"https://pay.stripe.com/invoice/{c['id']}/pdf",
+        discount=_discount(c.get("discount"), cat, c["customer"], c["subscription"]),
+        discounts=[c["discount"]["id"]] if c.get("discount") else [],
+        total_discount_amounts=[
+            {"amount": c["subtotal"] - c["total"], "discount": c["discount"]["id"]}
+        ]
+        if c.get("discount")
+        else [],
+        issuer={"type": "self"},
+    )
+    for key in ("finalized_at", "paid_at", "voided_at"):
+        del out[key]
+    if legacy:
+        return out
+    sub = out.pop("subscription")
+    out.pop("charge")
+    out.pop("payment_intent")
+    out["parent"] = (
+        None
+        if sub is None
+        else {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"metadata": {}, "subscription": sub},
+        }
+    )
+    return out
+
+
+def render_charge(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """A card charge, succeeded, failed or (partly) refunded."""
+    ok = c["status"] == "succeeded"
+    out = {**_CHARGE, **c}
+    out.update(
+        amount_captured=c["amount"] if ok else 0,
+        captured=ok,
+        paid=ok,
+        balance_transaction=f"txn_{c['id'][3:]}" if ok else None,
+        billing_details={
+            "address": None,
+            "email": c["receipt_email"],
+            "name": c["name"],
+            "phone": None,
+        },
+        outcome={
+            "network_status": "approved_by_network" if ok else "declined_by_network",
+            "reason": None if ok else "generic_decline",
+            "risk_level": "normal",
+            "seller_message": "Payment complete."
+            if ok
+            else "The bank did not return any further details with this decline.",
+            "type": "authorized" if ok else "issuer_declined",
+        },
+        payment_method=f"pm_{c['id'][3:]}",
+        payment_method_details={
+            "card": {
+                "brand": c["brand"],
+                "country": "US",
+                "exp_month": 12,
+                "exp_year": 2030,
+                "funding": "credit",
+                "last4": c["last4"],
+            },
+            "type": "card",
+        },
+        receipt_url=f"https://pay.stripe.com/receipts/{c['id']}",
+        refunds=_refunds(c),
+    )
+    del out["name"], out["brand"], out["last4"]
+    if not legacy:
+        out.pop("invoice")
+    return out
+
+
+def _refunds(c: dict[str, Any]) -> dict[str, Any]:
+    """The charge's refunds list: one full refund when it was refunded."""
+    data = []
+    if c["amount_refunded"]:
+        data.append(
+            {
+                "id": f"re_{c['id'][3:]}",
+                "object": "refund",
+                "amount": c["amount_refunded"],
+                "balance_transaction": None,
+                "charge": c["id"],
+                "created": c["created"],
+                "currency": c["currency"],
+                "metadata": {},
+                "payment_intent": c["payment_intent"],
+                "reason": "requested_by_customer",
+                "receipt_number": None,
+                "source_transfer_reversal": None,
+                "status": "succeeded",
+                "transfer_reversal": None,
+            }
+        )
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "total_count": len(data),
+        "url": f"/v1/charges/{c['id']}/refunds",
+    }
+
+
+def render_checkout_session(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """A checkout session."""
+    out = {**_CHECKOUT_SESSION, **c}
+    out["customer_details"] = (
+        None
+        if c["customer_email"] is None
+        else {
+            "address": None,
+            "email": c["customer_email"],
+            "name": None,
+            "phone": None,
+            "tax_exempt": "none",
+            "tax_ids": [],
+        }
+    )
+    out["total_details"] = {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0}
+    out["amount_subtotal"] = c["amount_total"]
+    out["url"] = f"https://checkout.stripe.com/c/pay/{c['id']}" if c["status"] == "open" else None
+    return out
+
+
+def _identity(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    return c
+
+
+def _webhook_endpoint(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    # Stripe shows the secret only in the create response.
+    return {k: v for k, v in c.items() if k != "secret"}
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any], Catalog, bool], dict[str, Any]]] = {
+    "customers": render_customer,
+    "subscriptions": render_subscription,
+    "invoices": render_invoice,
+    "charges": render_charge,
+    "checkout_sessions": render_checkout_session,
+    "prices": _identity,
+    "products": _identity,
+    "coupons": _identity,
+    "webhook_endpoints": _webhook_endpoint,
+}
+
+OBJECT_NAMES = {
+    "customers": "customer",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+    "charges": "charge",
+    "checkout_sessions": "checkout.session",
+    "prices": "price",
+    "products": "product",
+    "coupons": "coupon",
+    "events": "event",
+    "plans": "plan",
+    "webhook_endpoints": "webhook_endpoint",
+    "subscription_items": "subscription_item",
+}
+
+
+def render(kind: str, compact: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """The full object of a stored record."""
+    return RENDERERS[kind](compact, cat, legacy)
+
+
+def deleted_stub(kind: str, obj_id: str) -> dict[str, Any]:
+    """What Stripe returns when retrieving a deleted object."""
+    return {"id": obj_id, "object": OBJECT_NAMES[kind], "deleted": True}

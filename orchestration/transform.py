@@ -1,0 +1,258 @@
+"""Runs the dbt project (fields, feed, segments) against a warehouse: `build` and `parse`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from orchestration.errors import BuildError, DatabaseError
+from orchestration.warehouse import dbt_env, parse_database_url
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROFILES_DIR = PROJECT_DIR / "profiles"
+DEFAULT_TARGET_PATH = PROJECT_DIR / "target"
+RAW_TABLES_SQL = PROJECT_DIR / "orchestration" / "extract" / "sql" / "create_raw_tables.sql"
+
+# Failure statuses in dbt's run_results.json (models: error; tests: fail / error).
+_FAILED_STATUSES = {"error", "fail", "runtime error"}
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One dbt node (model, test, seed, unit test) of a build and how it ended."""
+
+    unique_id: str
+    status: str
+    execution_time: float
+    message: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The node's short name: `model.stripe_sync.customer_fields` -> `customer_fields`."""
+        return self.unique_id.split(".", 2)[-1]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a `dbt build` did: success, per-node outcomes, duration and where its artifacts are."""
+
+    success: bool
+    as_of: datetime | None
+    livemode: bool
+    duration_seconds: float
+    target_path: Path
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        """Nodes that failed (models in error, tests failing or erroring)."""
+        return [node for node in self.nodes if node.status in _FAILED_STATUSES]
+
+    def count(self, resource_type: str) -> int:
+        """How many nodes of a type ran (`model`, `test`, `seed`, `unit_test`)."""
+        return sum(1 for node in self.nodes if node.unique_id.startswith(resource_type + "."))
+
+
+def dbt_executable() -> str:
+    """The dbt CLI next to this interpreter (the venv's), else the one on PATH."""
+    candidate = Path(sys.executable).parent / "dbt"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("dbt")
+    if found is None:
+        raise BuildError("dbt is not installed", "run `make setup` to install the dev environment")
+    return found
+
+
+def target_path_for(database_url: str) -> Path:
+    """A target folder per warehouse, so builds of different databases never share artifacts."""
+    params = parse_database_url(database_url)
+    key = hashlib.sha256(f"{params.host}:{params.port}/{params.dbname}".encode()).hexdigest()[:12]
+    return DEFAULT_TARGET_PATH / "builds" / f"{params.dbname}-{key}"
+
+
+def dbt_vars(*, as_of: datetime | None, livemode: bool) -> str:
+    """The --vars of a build: as_of as ISO-8601 UTC ("" = the build's own start time)."""
+    if as_of is not None and as_of.tzinfo is None:
+        raise BuildError("--as-of has no timezone", "give one, e.g. 2026-11-20T12:00:00Z")
+    value = as_of.astimezone(UTC).isoformat() if as_of is not None else ""
+    return json.dumps({"as_of": value, "livemode": bool(livemode)})
+
+
+def build(
+    database_url: str,
+    *,
+    as_of: datetime | None,
+    livemode: bool,
+    select: str | None = None,
+    target_path: Path | None = None,
+    full_refresh: bool = False,
+) -> BuildResult:
+    """Runs `dbt build` (seeds, models, unit and data tests) on the warehouse.
+
+    Raises BuildError naming the failing nodes when anything fails (DatabaseError when the
+    warehouse cannot be reached). Builds of one database are serialized by a Postgres advisory
+    lock, since two concurrent builds would race on the same relations; each database gets its own
+    target folder, so builds of different databases never share artifacts. The raw tables are
+    created first if missing (the DDL is idempotent), so a build before the first sync yields
+    empty marts instead of an error.
+    """
+    target = target_path or target_path_for(database_url)
+    args = ["build", "--vars", dbt_vars(as_of=as_of, livemode=livemode)]
+    if select:
+        args += ["--select", select]
+    if full_refresh:
+        args.append("--full-refresh")
+    with build_lock(database_url):
+        ensure_raw_tables(database_url)
+        # A failure before dbt writes its results must not be read as the previous build's.
+        (target / "run_results.json").unlink(missing_ok=True)
+        started = time.monotonic()
+        completed = _run_dbt(args, database_url, target)
+        duration = time.monotonic() - started
+    nodes = _read_run_results(target)
+    result = BuildResult(
+        success=completed.returncode == 0 and not any(n.status in _FAILED_STATUSES for n in nodes),
+        as_of=as_of,
+        livemode=livemode,
+        duration_seconds=duration,
+        target_path=target,
+        nodes=nodes,
+    )
+    if not result.success:
+        raise BuildError(_failure_summary(result, completed), _failure_fix(target))
+    return result
+
+
+def parse(target_path: Path | None = None) -> Path:
+    """Runs `dbt parse` and returns the manifest.json path (the manifest Dagster loads).
+
+    Parsing needs no database connection, so the profile's defaults suffice.
+    """
+    target = target_path or DEFAULT_TARGET_PATH
+    completed = _run_dbt(["parse"], None, target)
+    manifest = target / "manifest.json"
+    if completed.returncode != 0 or not manifest.exists():
+        last = _last_error_line(completed.stdout + completed.stderr)
+        raise BuildError(f"dbt parse failed: {last}", "run `make lint` to see the full dbt output")
+    return manifest
+
+
+# One advisory-lock key for "a dbt build of this database is running".
+_BUILD_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"stripe_sync.dbt_build").digest()[:8], "big", signed=True
+)
+
+
+@contextmanager
+def build_lock(database_url: str) -> Iterator[None]:
+    """Holds a session-level advisory lock on the warehouse for the duration of a build."""
+    try:
+        conn = psycopg.connect(database_url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(
+            "cannot connect to the warehouse to build",
+            "check DATABASE_URL and that Postgres is running (`stripe-sync check`)",
+        ) from exc
+    with conn:
+        conn.execute("select pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
+
+
+def ensure_raw_tables(database_url: str) -> None:
+    """Creates the stripe_raw tables if missing (the extractor's idempotent DDL)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(RAW_TABLES_SQL.read_text())
+
+
+def dbt_process_env(database_url: str | None) -> dict[str, str]:
+    """Environment variables for a dbt process: the profile's connection, and JIT off.
+
+    JIT compilation costs seconds per query on plans over jsonb views (whose row estimates are
+    guesses) and never pays back on these short whole-table queries; libpq reads PGOPTIONS.
+    """
+    env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c jit=off".strip()
+    if database_url is not None:
+        env.update(dbt_env(database_url))
+    return env
+
+
+# Kept for callers written before these became public.
+_build_lock = build_lock
+_ensure_raw_tables = ensure_raw_tables
+
+
+def _run_dbt(
+    args: list[str], database_url: str | None, target: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **dbt_process_env(database_url)}
+    target.mkdir(parents=True, exist_ok=True)
+    command = [
+        dbt_executable(),
+        "--no-use-colors",
+        *args,
+        "--profiles-dir",
+        str(PROFILES_DIR),
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(target / "logs"),
+    ]
+    return subprocess.run(
+        command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def _read_run_results(target: Path) -> list[NodeResult]:
+    path = target / "run_results.json"
+    if not path.exists():
+        return []
+    results = json.loads(path.read_text())["results"]
+    return [
+        NodeResult(
+            unique_id=item["unique_id"],
+            status=str(item["status"]).lower(),
+            execution_time=float(item.get("execution_time") or 0.0),
+            message=item.get("message"),
+        )
+        for item in results
+    ]
+
+
+def _failure_summary(result: BuildResult, completed: subprocess.CompletedProcess[str]) -> str:
+    failed = result.failures
+    if not failed:
+        return f"dbt build failed: {_last_error_line(completed.stdout + completed.stderr)}"
+    names = ", ".join(node.name for node in failed[:8])
+    more = f" and {len(failed) - 8} more" if len(failed) > 8 else ""
+    return f"dbt build failed: {len(failed)} failing ({names}{more})"
+
+
+def _failure_fix(target: Path) -> str:
+    return f"see {target / 'logs' / 'dbt.log'} for the failing SQL and rows"
+
+
+def _last_error_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "error" in line.lower():
+            return " ".join(line.split())[:300]
+    return lines[-1][:300] if lines else "no output"

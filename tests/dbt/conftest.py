@@ -1,0 +1,56 @@
+"""Fixtures for the dbt tests: a warehouse with the raw tables, built once per session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from dbt_raw_dataset import AS_OF, insert_raw_dataset
+from psycopg import sql
+
+from orchestration.transform import RAW_TABLES_SQL, BuildResult, build
+from orchestration.warehouse import with_database
+
+
+def create_raw_tables(database_url: str) -> None:
+    """Runs the extractor's DDL, as the first sync would."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(RAW_TABLES_SQL.read_text())
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, BuildResult]]:
+    """A database holding the hand-made raw dataset, built once at AS_OF in test mode.
+
+    Shared by the read-only tests of test_marts.py and test_docs.py; tests that write make their
+    own database with `database_url`.
+    """
+    name = f"stripe_sync_test_{uuid.uuid4().hex[:12]}"
+    admin_url = with_database(server_url, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        create_raw_tables(url)
+        insert_raw_dataset(url)
+        target: Path = tmp_path_factory.mktemp("dbt_target")
+        result = build(url, as_of=AS_OF, livemode=False, target_path=target)
+        yield url, result
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+def fetch_dicts(database_url: str, query: str) -> list[dict[str, object]]:
+    """Rows of a query as dicts keyed by column name."""
+    with psycopg.connect(database_url) as conn, conn.cursor() as cursor:
+        cursor.execute(query)
+        names = [column.name for column in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
