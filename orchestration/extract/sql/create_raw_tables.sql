@@ -30,6 +30,25 @@ begin
 end
 $$;
 
+-- lz4 compresses and decompresses the jsonb several times faster than the default pglz, and
+-- the backfill is bound by Postgres' CPU. Servers built without lz4 keep pglz.
+do $$
+declare
+    object_table text;
+begin
+    foreach object_table in array array[
+        'customers', 'subscriptions', 'invoices', 'charges',
+        'prices', 'products', 'checkout_sessions', 'events'
+    ] loop
+        execute format(
+            'alter table stripe_raw.%I alter column data set compression lz4', object_table
+        );
+    end loop;
+exception when feature_not_supported or invalid_parameter_value then
+    null;
+end
+$$;
+
 -- Events are also looked up by type and by the object they touch.
 alter table stripe_raw.events add column if not exists type text;
 alter table stripe_raw.events add column if not exists object_id text;

@@ -1,0 +1,156 @@
+"""The dbt models as assets (dagster-dbt), and the translator that only sets their groups.
+
+Keys need no translation: the dbt source `stripe_raw` keys its tables [stripe_raw, table], the very
+keys of the extraction assets, and each model folder's `+schema` keys models [schema, model]
+(stripe/customer_fields, stripe_segments/current_trials), so lineage runs unbroken from Stripe to
+the segments. dbt tests become asset checks.
+"""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from pydantic import Field
+
+from orchestration.resources import (
+    WarehouseResource,
+    dbt_environment,
+    dbt_project,
+    ensure_manifest,
+)
+
+MODELS_GROUP = "stripe_models"
+SEGMENTS_GROUP = "stripe_segments"
+OWNERS = ["team:data-platform"]
+PREVIEW_ROWS = 10
+# Columns a preview shows (of those the table has): enough to recognise a member at a glance.
+PREVIEW_COLUMNS = (
+    "segment",
+    "stripe_customer_id",
+    "customer_email",
+    "customer_name",
+    "subscription_status",
+    "customer_mrr",
+    "plan_currency",
+    "subscription_trial_ends_at",
+    "last_activity_at",
+)
+
+ensure_manifest()
+
+
+class StripeDbtTranslator(DagsterDbtTranslator):
+    """Groups (and owners) only: segments apart from the models that compute the fields."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props.get("resource_type") == "source":
+            return "stripe_raw"
+        if dbt_resource_props.get("config", {}).get("schema") == SEGMENTS_GROUP:
+            return SEGMENTS_GROUP
+        return MODELS_GROUP
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return [*(super().get_owners(dbt_resource_props) or []), *OWNERS]
+
+
+class BuildConfig(dg.Config):
+    """Run config of a build: the `--as-of` of CONTRACT.md ("" = the build's own start time)."""
+
+    as_of: str = Field(default="", description="ISO-8601 with timezone; fixes 'now' for the rules.")
+
+
+def build_vars(as_of: str, livemode: bool) -> str:
+    """dbt --vars for a build: as_of normalised to UTC ISO-8601, and the mode to show."""
+    from orchestration.cli import parse_as_of
+    from orchestration.transform import dbt_vars
+
+    return dbt_vars(as_of=parse_as_of(as_of or None), livemode=livemode)
+
+
+def current_livemode(database_url: str) -> bool:
+    """The key's mode; without a key, that of the latest sync (as `stripe-sync build` does)."""
+    from orchestration.commands import build_livemode
+    from orchestration.settings import load_settings
+
+    return build_livemode(load_settings(), database_url)
+
+
+def table_facts(database_url: str, schema: str, table: str) -> dict[str, dg.MetadataValue]:
+    """Row count and a Markdown preview of the first members, for a table the build wrote."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from orchestration.warehouse import build_url, parse_database_url
+
+    url = build_url(parse_database_url(database_url), scheme="postgresql+psycopg")
+    engine = sa.create_engine(url)
+    relation = f'"{schema}"."{table}"'
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(sa.text(f"select count(*) from {relation}")).scalar_one()  # noqa: S608
+            order = "segment, stripe_customer_id" if table == "segment_memberships" else "1"
+            frame = pd.read_sql(
+                sa.text(f"select * from {relation} order by {order} limit {PREVIEW_ROWS}"),  # noqa: S608
+                conn,
+            )
+    finally:
+        engine.dispose()
+    facts: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(int(count))}
+    if schema == SEGMENTS_GROUP:
+        columns = [c for c in PREVIEW_COLUMNS if c in frame.columns] or list(frame.columns)[:6]
+        preview = frame[columns].to_markdown(index=False) if len(frame) else "*no members*"
+        facts["members"] = dg.MetadataValue.int(int(count))
+        facts["preview"] = dg.MetadataValue.md(preview)
+    if (schema, table) == ("stripe", "customer_fields"):
+        facts["customers_in_sync"] = dg.MetadataValue.int(int(count))
+    return facts
+
+
+def with_facts(event: Any, context: dg.AssetExecutionContext, database_url: str) -> Any:
+    """Adds row counts (and segment previews) to the materialization of a table."""
+    if isinstance(event, dg.Output):
+        key = context.asset_key_for_output(event.output_name)
+    elif isinstance(event, dg.AssetMaterialization):
+        key = event.asset_key
+    else:
+        return event
+    if len(key.path) != 2 or key.path[0] not in ("stripe", SEGMENTS_GROUP):
+        return event
+    try:
+        facts = table_facts(database_url, key.path[0], key.path[1])
+    except Exception as exc:  # a preview must never fail the build
+        context.log.warning(f"no row count for {key.to_user_string()}: {exc}")
+        return event
+    return event.with_metadata({**event.metadata, **facts})
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=StripeDbtTranslator(),
+    name="stripe_dbt_models",
+    pool="stripe_warehouse",
+)
+def stripe_dbt_models(
+    context: dg.AssetExecutionContext,
+    config: BuildConfig,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+) -> Iterator[Any]:
+    """`dbt build` of the selected models and their tests, in the key's mode, at `as_of`.
+
+    One build of a warehouse at a time: the same advisory lock as `stripe-sync build`.
+    """
+    from orchestration.transform import _build_lock, _ensure_raw_tables
+
+    url = warehouse.url()
+    livemode = current_livemode(url)
+    mode = "live" if livemode else "test"
+    context.log.info(f"dbt build in {mode} mode, as of {config.as_of or 'now'}")
+    with _build_lock(url), dbt_environment(url):
+        _ensure_raw_tables(url)
+        args = ["build", "--vars", build_vars(config.as_of, livemode)]
+        invocation = dbt.cli(args, context=context)
+        for event in invocation.stream():
+            yield with_facts(event, context, url)

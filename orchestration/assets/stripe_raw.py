@@ -1,0 +1,194 @@
+"""Extraction assets: one asset per stripe_raw table, all written by one call of sync_stripe.
+
+The events API feeds every table at once, so one `@dg.multi_asset` with a spec per table shows
+that coupling instead of hiding it (STYLE.md § 2.2). The asset is thin: orchestration.extract does
+the work and this module reports its figures as metadata a user can plot.
+"""
+
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from orchestration.resources import StripeResource, WarehouseResource
+
+GROUP = "stripe_raw"
+OWNERS = ["team:data-platform"]
+SERIAL_POOL = "stripe_warehouse"
+
+# stripe_raw tables written by a sync, with what a user should know about each.
+SYNCED_TABLES: dict[str, str] = {
+    "customers": "Stripe customers (cus_…), the full object as JSON; deleted ones kept, flagged.",
+    "subscriptions": "Stripe subscriptions (sub_…) with their items, prices and discounts.",
+    "invoices": "Stripe invoices (in_…), the full object as JSON.",
+    "charges": "Stripe charges (ch_…/py_…): the source of last amount paid.",
+    "prices": "Stripe prices (price_…): plan amounts, currencies and intervals.",
+    "products": "Stripe products (prod_…): the names behind subscription prices.",
+    "checkout_sessions": "Stripe Checkout Sessions (cs_…).",
+    "events": "Stripe events (evt_…) replayed by incremental syncs; the customer feed reads them.",
+    "sync_state": (
+        "Where each object's sync stands, per mode: status, cursor, last success, rows, last error."
+    ),
+}
+# Tables that hold Stripe objects (every synced table but the bookkeeping).
+OBJECT_TABLES: tuple[str, ...] = tuple(name for name in SYNCED_TABLES if name != "sync_state")
+
+ACTIVITY_EVENTS_KEY = dg.AssetKey([GROUP, "activity_events"])
+
+
+def raw_key(table: str) -> dg.AssetKey:
+    """A raw table's asset key is its warehouse address: stripe_raw/<table>."""
+    return dg.AssetKey([GROUP, table])
+
+
+class SyncConfig(dg.Config):
+    """Run config of a sync. The key is never here: it comes from STRIPE_API_KEY."""
+
+    mode: Literal["import-existing", "new-only"] = Field(
+        default="import-existing",
+        description="First sync of an account in a mode: import existing data, or only new.",
+    )
+    reset: bool = Field(default=False, description="Drop another account's data and start over.")
+    reconcile: bool = Field(
+        default=False, description="Re-list every object and flag what Stripe no longer returns."
+    )
+
+
+def _spec(table: str, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=raw_key(table),
+        description=description,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"stripe", "postgres"},
+        metadata={"dagster/table_name": f"stripe_raw.{table}"},
+    )
+
+
+activity_events = dg.AssetSpec(
+    key=ACTIVITY_EVENTS_KEY,
+    description=(
+        "Product activity written by you (SQL, reverse ETL, any tool): one row per activity of a"
+        " customer, matched by Stripe customer id or email, for the Last Activity field."
+    ),
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"postgres"},
+    metadata={"dagster/table_name": "stripe_raw.activity_events"},
+)
+
+
+def count_stripe_customers(api_key: str, api_base: str, max_rps: float | None) -> int:
+    """Stripe's own count of customers in the key's mode, by paging the list endpoint.
+
+    The reconcile job records it next to the raw count, so `raw_customer_count_matches_stripe`
+    compares the warehouse with Stripe itself rather than with what the extractor believes.
+    """
+    from orchestration.extract.client import StripeApi
+
+    client = StripeApi(api_key, api_base, max_rps=max_rps)
+    total, after = 0, None
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if after:
+            params["starting_after"] = after
+        page = client.get("/v1/customers", **params).data
+        items = page.get("data", [])
+        total += len(items)
+        if not page.get("has_more") or not items:
+            return total
+        after = items[-1]["id"]
+
+
+def count_raw_customers(warehouse: WarehouseResource, livemode: bool) -> int:
+    """Customers of a mode in stripe_raw that are not deleted."""
+    with warehouse.connect() as conn:
+        row = conn.execute(
+            "select count(*) from stripe_raw.customers where livemode = %s and not is_deleted",
+            (livemode,),
+        ).fetchone()
+    return int(row[0])
+
+
+def table_metadata(result: Any, table: str) -> dict[str, dg.MetadataValue]:
+    """The figures of one table's materialization, typed so the UI plots them."""
+    totals = {
+        "objects_per_second": dg.MetadataValue.float(float(result.objects_per_second)),
+        "requests": dg.MetadataValue.int(int(result.requests)),
+        "retries": dg.MetadataValue.int(int(result.retries)),
+        "rate_limited_429s": dg.MetadataValue.int(int(result.rate_limited)),
+        "cursor_lag_seconds": dg.MetadataValue.float(float(result.lag_seconds or 0.0)),
+        "sync_seconds": dg.MetadataValue.float(round(float(result.seconds), 3)),
+        "sync_kind": dg.MetadataValue.text(str(result.kind)),
+        "sync_mode": dg.MetadataValue.text(str(result.mode)),
+        "livemode": dg.MetadataValue.bool(bool(result.livemode)),
+    }
+    if table == "events":
+        figures = {
+            "objects_synced": dg.MetadataValue.int(int(result.events_applied)),
+            "objects_synced_all_tables": dg.MetadataValue.int(int(result.total_objects)),
+        }
+    elif table == "sync_state":
+        figures = {
+            "objects_synced_all_tables": dg.MetadataValue.int(int(result.total_objects)),
+            "cursor": dg.MetadataValue.text(str(result.cursor or "")),
+        }
+    else:
+        per_object = result.objects.get(table)
+        figures = {
+            "objects_synced": dg.MetadataValue.int(int(per_object.objects if per_object else 0)),
+            "rows": dg.MetadataValue.int(int(per_object.rows if per_object else 0)),
+            "deleted": dg.MetadataValue.int(int(per_object.deleted if per_object else 0)),
+            "objects_synced_all_tables": dg.MetadataValue.int(int(result.total_objects)),
+        }
+    return {**figures, **totals}
+
+
+@dg.multi_asset(
+    name="stripe_raw_tables",
+    specs=[_spec(table, text) for table, text in SYNCED_TABLES.items()],
+    can_subset=True,
+    pool=SERIAL_POOL,
+    description="Extracts Stripe into stripe_raw: a first sync imports, later syncs replay events.",
+)
+def stripe_raw_tables(
+    context: dg.AssetExecutionContext,
+    config: SyncConfig,
+    stripe: StripeResource,
+    warehouse: WarehouseResource,
+):
+    """One sync_stripe call writes every raw table; each selected table reports its figures.
+
+    Subsetting selects which tables report; the sync itself is one transaction-safe pass over
+    all objects (the events API does not split by object).
+    """
+    from orchestration.extract import sync_stripe
+
+    api_base = stripe.resolved_api_base()
+    result = sync_stripe(
+        warehouse.url(),
+        stripe.api_key,
+        api_base=api_base,
+        mode=config.mode,
+        reset=config.reset,
+        max_rps=stripe.resolved_max_rps(),
+        reconcile=config.reconcile,
+        lock_timeout=60,
+    )
+    context.log.info(
+        f"{result.kind} sync ({'live' if result.livemode else 'test'} mode): "
+        f"{result.total_objects} objects, {result.requests} requests in {result.seconds:.1f}s"
+    )
+    for warning in result.warnings:
+        context.log.warning(warning)
+    for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
+        table = key.path[-1]
+        metadata = table_metadata(result, table)
+        if table == "customers" and config.reconcile:
+            metadata["stripe_customers"] = dg.MetadataValue.int(
+                count_stripe_customers(stripe.api_key, api_base, stripe.resolved_max_rps())
+            )
+            metadata["raw_customers"] = dg.MetadataValue.int(
+                count_raw_customers(warehouse, result.livemode)
+            )
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)

@@ -1,0 +1,263 @@
+"""Asset checks on the raw tables and the sync state: what SQL tests cannot see.
+
+dbt tests arrive as asset checks through dagster-dbt; these Python checks cover how far behind
+Stripe the sync is, parity with Stripe's own customer count, and modes never mixing. Each check is
+a thin reader around a pure predicate (`*_result`), so the rule is testable without a database.
+"""
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from orchestration.assets.stripe_raw import OBJECT_TABLES, raw_key
+from orchestration.resources import WarehouseResource
+
+HOUR = 3600.0
+
+
+def lag_limits() -> tuple[float, float]:
+    """(warn, fail) lag in seconds: 1 h and 24 h unless STRIPE_SYNC_LAG_WARN/FAIL_SECONDS say."""
+    warn = float(os.environ.get("STRIPE_SYNC_LAG_WARN_SECONDS", HOUR))
+    fail = float(os.environ.get("STRIPE_SYNC_LAG_FAIL_SECONDS", 24 * HOUR))
+    return warn, fail
+
+
+# --- pure predicates -------------------------------------------------------------------------
+
+
+def sync_lag_result(
+    table: str,
+    lag_seconds: float | None,
+    *,
+    warn_after: float = HOUR,
+    fail_after: float = 24 * HOUR,
+    status: str | None = None,
+    last_error: str | None = None,
+) -> dg.AssetCheckResult:
+    """Passes while the table's last successful sync is recent; warns past `warn_after`, fails
+    (severity error) past `fail_after`. Never synced counts as a warning, not an error."""
+    metadata: dict[str, Any] = {
+        "warn_after_seconds": dg.MetadataValue.float(float(warn_after)),
+        "fail_after_seconds": dg.MetadataValue.float(float(fail_after)),
+        "status": dg.MetadataValue.text(status or "never synced"),
+    }
+    if last_error:
+        metadata["last_error"] = dg.MetadataValue.text(last_error)
+    key = raw_key(table)
+    if lag_seconds is None:
+        return dg.AssetCheckResult(
+            asset_key=key,
+            check_name="sync_is_recent",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"stripe_raw.{table} has never been synced in this mode",
+            metadata=metadata,
+        )
+    metadata["lag_seconds"] = dg.MetadataValue.float(round(float(lag_seconds), 1))
+    if lag_seconds > fail_after:
+        severity, passed = dg.AssetCheckSeverity.ERROR, False
+    elif lag_seconds > warn_after:
+        severity, passed = dg.AssetCheckSeverity.WARN, False
+    else:
+        severity, passed = dg.AssetCheckSeverity.WARN, True
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name="sync_is_recent",
+        passed=passed,
+        severity=severity,
+        description=f"last successful sync {lag_seconds / 60:.0f} min ago",
+        metadata=metadata,
+    )
+
+
+def customer_count_result(
+    stripe_customers: int | None, raw_customers: int | None
+) -> dg.AssetCheckResult:
+    """Passes when the raw customers (not deleted, key's mode) equal Stripe's count, both taken
+    by the latest reconcile. Before any reconcile there is nothing to compare: passes, says so."""
+    if stripe_customers is None or raw_customers is None:
+        return dg.AssetCheckResult(
+            passed=True,
+            description="no reconcile has counted Stripe's customers yet",
+            metadata={"compared": False},
+        )
+    difference = raw_customers - stripe_customers
+    return dg.AssetCheckResult(
+        passed=difference == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"stripe_raw.customers holds {raw_customers} customers, Stripe {stripe_customers}"
+        ),
+        metadata={
+            "compared": True,
+            "stripe_customers": dg.MetadataValue.int(stripe_customers),
+            "raw_customers": dg.MetadataValue.int(raw_customers),
+            "difference": dg.MetadataValue.int(difference),
+        },
+    )
+
+
+def mode_result(table: str, livemode: bool, other_mode_rows: int) -> dg.AssetCheckResult:
+    """Passes when the latest sync of a mode wrote no row of the other mode."""
+    this, other = ("live", "test") if livemode else ("test", "live")
+    return dg.AssetCheckResult(
+        asset_key=raw_key(table),
+        check_name="rows_match_sync_mode",
+        passed=other_mode_rows == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"the {this}-mode sync wrote {other_mode_rows} {other}-mode rows"
+            if other_mode_rows
+            else f"every row the {this}-mode sync wrote is {this}-mode"
+        ),
+        metadata={
+            "sync_livemode": dg.MetadataValue.bool(livemode),
+            "other_mode_rows": dg.MetadataValue.int(other_mode_rows),
+        },
+    )
+
+
+# --- readers ---------------------------------------------------------------------------------
+
+
+def read_sync_lags(
+    warehouse: WarehouseResource, livemode: bool, now: datetime | None = None
+) -> dict[str, tuple[float | None, str | None, str | None]]:
+    """Per object: (seconds since last success, status, last error) from stripe_raw.sync_state."""
+    import psycopg
+
+    now = now or datetime.now(UTC)
+    with warehouse.connect() as conn:
+        try:
+            rows = conn.execute(
+                "select object, last_success_at, status, last_error from stripe_raw.sync_state"
+                " where livemode = %s",
+                (livemode,),
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            rows = []
+    found = {
+        name: ((now - at).total_seconds() if at else None, status, error)
+        for name, at, status, error in rows
+    }
+    return {table: found.get(table, (None, None, None)) for table in OBJECT_TABLES}
+
+
+def read_other_mode_rows(warehouse: WarehouseResource, livemode: bool) -> dict[str, int]:
+    """Per table: rows of the other mode written since this mode's latest sync started."""
+    import psycopg
+    from psycopg import sql
+
+    counts: dict[str, int] = {}
+    with warehouse.connect() as conn:
+        for table in OBJECT_TABLES:
+            query = sql.SQL(
+                "select count(*) from stripe_raw.{table} r"
+                " join stripe_raw.sync_state s on s.object = %s and s.livemode = %s"
+                " where r.livemode <> %s and r.synced_at >= coalesce(s.started_at, s.updated_at)"
+            ).format(table=sql.Identifier(table))
+            try:
+                counts[table] = int(conn.execute(query, (table, livemode, livemode)).fetchone()[0])
+            except psycopg.errors.UndefinedTable:
+                counts[table] = 0
+    return counts
+
+
+def latest_reconcile_counts(instance: dg.DagsterInstance) -> tuple[int | None, int | None]:
+    """Stripe's and the raw customer count from the latest reconcile's materialization."""
+    records = instance.fetch_materializations(raw_key("customers"), limit=50).records
+    for record in records:
+        materialization = record.asset_materialization
+        metadata = materialization.metadata if materialization else {}
+        if "stripe_customers" in metadata and "raw_customers" in metadata:
+            return int(metadata["stripe_customers"].value), int(metadata["raw_customers"].value)
+    return None, None
+
+
+def _livemode(warehouse: WarehouseResource) -> bool:
+    from orchestration.assets.dbt import current_livemode
+
+    return current_livemode(warehouse.url())
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            name="sync_is_recent",
+            asset=raw_key(table),
+            description=(
+                "Warns when the last successful sync of this table is older than 1 h, fails past"
+                " 24 h (STRIPE_SYNC_LAG_WARN_SECONDS / STRIPE_SYNC_LAG_FAIL_SECONDS)."
+            ),
+        )
+        for table in OBJECT_TABLES
+    ],
+    name="raw_tables_sync_is_recent",
+    can_subset=True,
+)
+def raw_tables_sync_is_recent(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    """How far behind Stripe each raw table is, from stripe_raw.sync_state."""
+    warn, fail = lag_limits()
+    lags = read_sync_lags(warehouse, _livemode(warehouse))
+    selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
+    for table, (lag, status, error) in lags.items():
+        if table in selected:
+            yield sync_lag_result(
+                table, lag, warn_after=warn, fail_after=fail, status=status, last_error=error
+            )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            name="rows_match_sync_mode",
+            asset=raw_key(table),
+            description=(
+                "Fails when the latest sync of one mode (test or live key) wrote a row of the"
+                " other mode."
+            ),
+        )
+        for table in OBJECT_TABLES
+    ],
+    name="raw_rows_match_sync_mode",
+    can_subset=True,
+)
+def raw_rows_match_sync_mode(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    """No live-mode row in a test-mode sync, and vice versa."""
+    livemode = _livemode(warehouse)
+    selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
+    for table, count in read_other_mode_rows(warehouse, livemode).items():
+        if table in selected:
+            yield mode_result(table, livemode, count)
+
+
+@dg.asset_check(
+    asset=raw_key("customers"),
+    description=(
+        "Fails when the customers in stripe_raw (not deleted, key's mode) differ from Stripe's own"
+        " count; both are counted by the daily reconcile job."
+    ),
+)
+def raw_customer_count_matches_stripe(
+    context: dg.AssetCheckExecutionContext,
+) -> dg.AssetCheckResult:
+    """Parity with Stripe, from the latest reconcile's materialization metadata."""
+    stripe_customers, raw_customers = latest_reconcile_counts(context.instance)
+    return customer_count_result(stripe_customers, raw_customers)
+
+
+raw_checks = [
+    raw_tables_sync_is_recent,
+    raw_rows_match_sync_mode,
+    raw_customer_count_matches_stripe,
+]

@@ -1,0 +1,281 @@
+"""sync_stripe: preflight, lock, account and mode checks, then backfill and/or events replay."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from orchestration.errors import SettingsError, StateMismatchError, StripeSyncError
+from orchestration.extract import backfill, events, loader, state
+from orchestration.extract.client import StripeApi, sanitize
+from orchestration.extract.objects import OBJECTS, STATE_OBJECTS
+from orchestration.extract.preflight import AccessReport, check_access, require_access
+from orchestration.extract.progress import Reporter
+
+log = logging.getLogger("stripe_sync.extract")
+MODES = ("import-existing", "new-only")
+# Where an account's data starts when Stripe does not say: before Stripe existed.
+STRIPE_EPOCH = 1293840000  # 2011-01-01
+
+
+@dataclass
+class ObjectResult:
+    """One object type's figures for a run."""
+
+    object: str
+    objects: int = 0  # objects read and written this run (backfill pages + events applied)
+    rows: int = 0  # rows of this mode in stripe_raw.<object> after the run
+    deleted: int = 0
+
+
+@dataclass
+class SyncResult:
+    """What a sync did, for the CLI and Dagster metadata."""
+
+    account_id: str
+    livemode: bool
+    mode: str  # import-existing / new-only: the first sync's choice for this mode
+    kind: str  # what ran: backfill, resumed-backfill, re-backfill, reconcile, incremental, new-only
+    objects: dict[str, ObjectResult] = field(default_factory=dict)
+    seconds: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0  # 429 answers, all retried
+    events_applied: int = 0
+    refetched: int = 0
+    lag_seconds: float | None = None  # how far behind Stripe the tables are at the end
+    cursor: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_objects(self) -> int:
+        return sum(o.objects for o in self.objects.values())
+
+    @property
+    def objects_per_second(self) -> float:
+        return self.total_objects / self.seconds if self.seconds else 0.0
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat figures for Dagster's MaterializeResult."""
+        return {
+            "kind": self.kind,
+            "mode": self.mode,
+            "livemode": self.livemode,
+            "objects": self.total_objects,
+            "objects_per_second": round(self.objects_per_second, 1),
+            "seconds": round(self.seconds, 2),
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "lag_seconds": self.lag_seconds,
+            "cursor": self.cursor,
+        }
+
+
+def sync_stripe(
+    database_url: str,
+    api_key: str,
+    *,
+    api_base: str = "https://api.stripe.com",
+    mode: str = "import-existing",
+    reset: bool = False,
+    max_rps: float | None = None,
+    progress: bool = False,
+    reconcile: bool = False,
+    lock_timeout: float = 0,
+) -> SyncResult:
+    """Extracts Stripe into stripe_raw. The first sync of an account in a mode imports existing
+    objects (or, with mode="new-only", starts from now); later syncs replay events. Raises a
+    StripeSyncError subclass, with nothing written, on a bad key, a missing permission, another
+    account's key (unless reset) or a concurrent sync."""
+    if mode not in MODES:
+        raise SettingsError(f"unknown sync mode {mode!r}", "use import-existing or new-only")
+    started = time.monotonic()
+    client = StripeApi(api_key, api_base, max_rps=max_rps)
+    access = check_access(api_key, api_base, client=client)
+    require_access(access)
+    with (
+        loader.sync_lock(database_url, lock_timeout),
+        loader.connect(database_url, autocommit=True) as conn,
+    ):
+        loader.ensure_raw_tables(conn)
+        _guard_account(conn, access.account_id, reset)
+        try:
+            result = _run(conn, database_url, client, access, mode, reconcile, progress)
+        except BaseException as exc:
+            _record_failure(conn, client.livemode, exc)
+            raise
+    result.seconds = time.monotonic() - started
+    result.requests = client.stats.requests
+    result.retries = client.stats.retries
+    result.rate_limited = client.stats.rate_limited
+    return result
+
+
+def _guard_account(conn: psycopg.Connection, account_id: str, reset: bool) -> None:
+    other = state.other_account(conn, account_id)
+    if other is None:
+        return
+    if not reset:
+        raise StateMismatchError(
+            f"the Stripe key belongs to account {account_id}, but this warehouse holds data of"
+            f" account {other}",
+            "use a key of that account, or run the sync with --reset to drop the synced data and"
+            " start over with this account",
+        )
+    log.warning("--reset: dropping the data of account %s", other)
+    state.reset_all(conn)
+
+
+def _record_failure(conn: psycopg.Connection, livemode: bool, exc: BaseException) -> None:
+    message = exc.one_line() if isinstance(exc, StripeSyncError) else f"{type(exc).__name__}: {exc}"
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        state.record_failure(conn, livemode, sanitize(message))
+    except psycopg.Error:
+        log.exception("could not record the failed sync in stripe_raw.sync_state")
+
+
+def _run(
+    conn: psycopg.Connection,
+    database_url: str,
+    client: StripeApi,
+    access: AccessReport,
+    mode: str,
+    reconcile: bool,
+    progress: bool,
+) -> SyncResult:
+    livemode = client.livemode
+    states = state.load_state(conn, livemode)
+    ev = states.get("events")
+    if ev is None or any(name not in states for name in STATE_OBJECTS):
+        kind, cursor_second = _first_sync(conn, client, access, mode)
+        warnings: list[str] = []
+    else:
+        mode = ev.mode or mode
+        state.mark_running(conn, livemode)
+        kind, cursor_second, warning = _later_sync_kind(conn, client, ev, mode, reconcile)
+        warnings = [warning] if warning else []
+    result = SyncResult(access.account_id, livemode, mode, kind, warnings=warnings)
+    for spec in OBJECTS:
+        result.objects[spec.table] = ObjectResult(spec.table)
+    states = state.load_state(conn, livemode)
+    backfilled = not states["events"].backfill_done
+    if backfilled:
+        _backfill(conn, database_url, client, access, states, result, progress)
+    ev = state.load_state(conn, livemode)["events"]
+    applied, drained_at = events.run_incremental(
+        conn, client, ev.cursor, ev.cursor_at, cursor_second=cursor_second, poll=not backfilled
+    )
+    _add_applied(result, applied)
+    counts = state.record_success(conn, livemode)
+    for spec in OBJECTS:
+        result.objects[spec.table].rows = counts[spec.table]
+    result.cursor = state.load_state(conn, livemode)["events"].cursor
+    # Complete up to the last events page: the lag is the time since Stripe answered it.
+    result.lag_seconds = round(time.monotonic() - drained_at, 3) if drained_at else None
+    return result
+
+
+def _first_sync(
+    conn: psycopg.Connection, client: StripeApi, access: AccessReport, mode: str
+) -> tuple[str, int | None]:
+    """First sync of this account in this key's mode: start the cursor at the newest event, then
+    import everything (import-existing) or nothing (new-only). Returns what runs and the cursor
+    event's second."""
+    cursor, now, second = events.start_cursor(conn, client)
+    state.init_state(
+        conn,
+        client.livemode,
+        access.account_id,
+        mode=mode,
+        cursor=cursor,
+        cursor_at=now,
+        backfill_done=mode == "new-only",
+    )
+    log.info("first sync in %s mode: %s", "live" if client.livemode else "test", mode)
+    return ("new-only" if mode == "new-only" else "backfill"), second
+
+
+def _later_sync_kind(
+    conn: psycopg.Connection, client: StripeApi, ev: state.ObjectState, mode: str, reconcile: bool
+) -> tuple[str, int | None, str | None]:
+    """What a later sync runs, the cursor event's second, and a warning for the user, if any."""
+    if not ev.backfill_done:
+        log.info("resuming the interrupted backfill")
+        return "resumed-backfill", None, None
+    problem, second = events.cursor_problem(client, ev.cursor, ev.cursor_at)
+    if problem is None and not reconcile:
+        return "incremental", second, None
+    warning = None
+    if problem is not None:
+        action = "restarting from now" if mode == "new-only" else "running a fresh backfill"
+        warning = f"{problem}: changes since then cannot be replayed, {action}"
+        log.warning("%s", warning)
+    if problem is None:
+        # Reconcile: keep the cursor, so events since the last sync still replay afterwards.
+        cursor, at = ev.cursor, ev.cursor_at
+    else:
+        cursor, at, second = events.start_cursor(conn, client)
+    if problem is not None and mode == "new-only":
+        state.init_state(
+            conn, client.livemode, ev.account_id, mode=mode, cursor=cursor,
+            cursor_at=at, backfill_done=True,
+        )  # fmt: skip
+        return "new-only", second, warning
+    state.start_backfill(conn, client.livemode, cursor, at)
+    return ("reconcile" if problem is None else "re-backfill"), second, warning
+
+
+def _backfill(
+    conn: psycopg.Connection,
+    database_url: str,
+    client: StripeApi,
+    access: AccessReport,
+    states: dict[str, state.ObjectState],
+    result: SyncResult,
+    progress: bool,
+) -> None:
+    """Lists every object (resuming committed progress), then flags rows the list no longer
+    returned as deleted, then marks the backfill done; events replay afterwards."""
+    fresh = None
+    plans: dict[str, dict[str, Any]] = {}
+    for spec in OBJECTS:
+        plan = states[spec.table].progress
+        if plan is None:
+            if fresh is None:
+                # Taken after the cursor (objects created later come through its events).
+                now = client.last_server_time
+                hint = access.account_created or STRIPE_EPOCH
+                fresh = backfill.new_progress(now, int(now.timestamp()) + 1, hint)
+            plan = {**fresh, "done": []}
+        plans[spec.table] = plan
+    with conn.transaction():  # bounds fixed before any page lands, so a resume keeps them
+        for table, plan in plans.items():
+            state.save_progress(conn, table, client.livemode, plan)
+    tables = [spec.table for spec in OBJECTS]
+    with Reporter(tables, bar=progress) as reporter:
+        backfill.Backfill(database_url, client, client.livemode, plans, reporter).run(OBJECTS)
+    with conn.transaction():
+        for spec in OBJECTS:
+            plan = plans[spec.table]
+            started_at = datetime.fromisoformat(plan["started_at"])
+            upper = datetime.fromtimestamp(plan["upper"], UTC)
+            result.objects[spec.table].deleted += loader.mark_unseen_deleted(
+                conn, spec.table, client.livemode, started_at, upper
+            )
+            result.objects[spec.table].objects += reporter.counts[spec.table]
+        state.finish_backfill(conn, client.livemode)
+
+
+def _add_applied(result: SyncResult, applied: events.ApplyResult) -> None:
+    result.events_applied += applied.events
+    result.refetched += applied.refetched
+    for table, n in applied.written.items():
+        result.objects[table].objects += n

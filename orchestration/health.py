@@ -1,0 +1,185 @@
+"""Sync health (`stripe-sync status`): the facts the UI shows, read from the warehouse.
+
+stripe_raw.sync_state gives each object's status, rows, cursor and last error; customer_fields the
+customers in sync; Dagster's run storage (next to the warehouse) the last run of the main job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from orchestration.warehouse import parse_database_url, with_database
+from orchestration.webhooks.health import read_webhook_health, render_webhook_health
+
+
+@dataclass(frozen=True)
+class ObjectHealth:
+    object: str
+    status: str
+    rows: int
+    last_success_at: datetime | None
+    cursor_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class LastRun:
+    job: str
+    status: str
+    at: datetime | None
+    run_id: str
+
+
+@dataclass
+class Health:
+    """Where the sync of one mode stands."""
+
+    livemode: bool
+    objects: list[ObjectHealth] = field(default_factory=list)
+    customers_in_sync: int | None = None
+    last_run: LastRun | None = None
+    webhooks: dict[str, Any] | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def failed(self) -> bool:
+        """The last sync failed (any object failed), or the last run of a job did."""
+        run_failed = self.last_run is not None and self.last_run.status == "FAILURE"
+        return any(o.status == "failed" for o in self.objects) or run_failed
+
+    @property
+    def last_success_at(self) -> datetime | None:
+        """When every object was last caught up: the oldest of their last successes."""
+        times = [o.last_success_at for o in self.objects]
+        return None if not times or None in times else min(t for t in times if t)
+
+    @property
+    def lag_seconds(self) -> float | None:
+        at = self.last_success_at
+        return None if at is None else max(0.0, (self.now - at).total_seconds())
+
+    @property
+    def last_error(self) -> str | None:
+        return next((o.last_error for o in self.objects if o.last_error), None)
+
+    def render(self) -> str:
+        mode = "live" if self.livemode else "test"
+        if not self.objects:
+            return f"no sync yet in {mode} mode: run `stripe-sync run` (or `stripe-sync sync`)"
+        header = ("object", "status", "rows", "last success", "behind")
+        rows = [
+            (
+                o.object,
+                o.status,
+                str(o.rows),
+                _when(o.last_success_at),
+                _duration(None if not o.last_success_at else self.now - o.last_success_at),
+            )
+            for o in self.objects
+        ]
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+        table = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in (header, *rows)
+        ]
+        at = self.last_success_at
+        customers = "—" if self.customers_in_sync is None else str(self.customers_in_sync)
+        lines = [
+            f"mode: {mode}",
+            *table,
+            f"customers in sync: {customers}",
+            f"last successful sync: {_when(at)}",
+            f"behind Stripe: {_duration(None if at is None else self.now - at)}",
+            f"last error: {self.last_error or 'none'}",
+        ]
+        if self.last_run:
+            run = self.last_run
+            lines.append(
+                f"last run: {run.job} {run.status.lower()} at {_when(run.at)} ({run.run_id[:8]})"
+            )
+        if self.webhooks is not None:
+            lines.append(render_webhook_health(self.webhooks))
+        return "\n".join(lines)
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "never"
+
+
+def _duration(delta: timedelta | None) -> str:
+    if delta is None:
+        return "—"
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def read_objects(conn: psycopg.Connection, livemode: bool) -> list[ObjectHealth]:
+    try:
+        rows = conn.execute(
+            "select object, status, rows, last_success_at, cursor_at, last_error"
+            " from stripe_raw.sync_state where livemode = %s order by object",
+            (livemode,),
+        ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+    return [ObjectHealth(*row) for row in rows]
+
+
+def read_customers_in_sync(conn: psycopg.Connection, livemode: bool) -> int | None:
+    """Rows of stripe.customer_fields (built in the key's mode); before any build, the raw count."""
+    for query, params in (
+        ("select count(*) from stripe.customer_fields", ()),
+        (
+            "select count(*) from stripe_raw.customers where livemode = %s and not is_deleted",
+            (livemode,),
+        ),
+    ):
+        try:
+            with conn.transaction():
+                return int(conn.execute(query, params).fetchone()[0])
+        except psycopg.errors.UndefinedTable:
+            continue
+    return None
+
+
+def read_last_run(url: str) -> LastRun | None:
+    """The latest run of a Stripe Sync job in Dagster's run storage, if it can be reached."""
+    dagster_db = f"{parse_database_url(url).dbname}_dagster"
+    for candidate in (with_database(url, dagster_db), url):
+        try:
+            with psycopg.connect(candidate, connect_timeout=5) as conn:
+                row = conn.execute(
+                    "select pipeline_name, status, update_timestamp, run_id from runs"
+                    " where pipeline_name like 'stripe_%%'"
+                    " order by create_timestamp desc limit 1"
+                ).fetchone()
+        except psycopg.Error:
+            continue
+        if row is None:
+            return None
+        at = row[2].replace(tzinfo=UTC) if row[2] and row[2].tzinfo is None else row[2]
+        return LastRun(job=row[0], status=row[1], at=at, run_id=row[3])
+    return None
+
+
+def read_health(url: str, *, livemode: bool) -> Health:
+    """Everything `stripe-sync status` prints, for the given mode."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        health = Health(
+            livemode=livemode,
+            objects=read_objects(conn, livemode),
+            customers_in_sync=read_customers_in_sync(conn, livemode),
+            webhooks=read_webhook_health(conn),
+        )
+    health.last_run = read_last_run(url)
+    return health

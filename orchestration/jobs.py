@@ -1,0 +1,45 @@
+"""Jobs: the main sync-then-build, the daily reconcile, and the build webhooks trigger.
+
+Every job carries the `stripe_sync/serial` tag: dagster.yaml's run queue admits one run per value
+at a time, so segments are never rebuilt concurrently with themselves. Runs started outside the
+queue (the CLI) are serialized by the advisory locks of the sync and of the build.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.assets.dbt import stripe_dbt_models
+from orchestration.assets.stripe_raw import stripe_raw_tables
+
+SERIAL_TAG = "stripe_sync/serial"
+SERIAL_TAGS = {SERIAL_TAG: "warehouse"}
+
+sync_and_build = dg.AssetSelection.assets(stripe_raw_tables, stripe_dbt_models)
+
+stripe_sync_job = dg.define_asset_job(
+    name="stripe_sync",
+    selection=sync_and_build,
+    description="The main job: sync Stripe into stripe_raw (incremental), then dbt build.",
+    tags=SERIAL_TAGS,
+)
+
+stripe_reconcile_job = dg.define_asset_job(
+    name="stripe_reconcile",
+    selection=sync_and_build,
+    description=(
+        "Daily full reconcile: re-list every Stripe object, flag what Stripe no longer returns,"
+        " count Stripe's customers for the parity check, then dbt build."
+    ),
+    tags=SERIAL_TAGS,
+    config={"ops": {"stripe_raw_tables": {"config": {"reconcile": True}}}},
+)
+
+stripe_build_job = dg.define_asset_job(
+    name="stripe_build",
+    selection=dg.AssetSelection.assets(stripe_dbt_models),
+    description="dbt build only: fields, feed and segments from the raw tables as they are.",
+    tags=SERIAL_TAGS,
+)
+
+jobs = [stripe_sync_job, stripe_reconcile_job, stripe_build_job]

@@ -1,0 +1,114 @@
+"""Dagster resources: the Stripe account, the Postgres warehouse and the dbt CLI.
+
+Secrets never travel in run config: the key comes from the environment (`dg.EnvVar`), the
+warehouse URL from DATABASE_URL (or the embedded Postgres) at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import psycopg
+from dagster_dbt import DbtCliResource, DbtProject
+
+from orchestration.settings import PROJECT_ROOT, key_mode, load_settings
+
+PROFILES_DIR = PROJECT_ROOT / "profiles"
+
+# The dbt project sits at the repo root (dbt_project.yml), its models in dbt_project/.
+dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROFILES_DIR)
+
+
+def dbt_executable() -> str:
+    """The venv's dbt (next to this interpreter), so `dagster dev` needs no activated venv."""
+    from orchestration.transform import dbt_executable as find
+
+    return find()
+
+
+def ensure_manifest() -> None:
+    """`dbt parse` when the manifest is missing (or always under `dagster dev`).
+
+    Definitions cannot load without target/manifest.json; parsing needs no database.
+    """
+    dbt_project.prepare_if_dev()
+    if not dbt_project.manifest_path.exists():
+        from orchestration.transform import parse
+
+        parse(dbt_project.target_path)
+
+
+class StripeResource(dg.ConfigurableResource):
+    """The Stripe account: the key from STRIPE_API_KEY, the API base from STRIPE_API_BASE."""
+
+    api_key: str
+    api_base: str | None = None
+    max_rps: float | None = None
+
+    def resolved_api_base(self) -> str:
+        """The configured base, else STRIPE_API_BASE (settings), else api.stripe.com."""
+        return (self.api_base or load_settings().stripe_api_base).rstrip("/")
+
+    def resolved_max_rps(self) -> float | None:
+        return self.max_rps if self.max_rps is not None else load_settings().stripe_max_rps
+
+    @property
+    def livemode(self) -> bool:
+        """The key's mode decides which rows a sync writes and the marts show."""
+        return key_mode(self.api_key) == "live"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The Postgres warehouse: DATABASE_URL, or the embedded Postgres the project starts."""
+
+    database_url: str | None = None
+
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        from orchestration.environment import warehouse_url
+
+        return warehouse_url(load_settings())
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
+            yield conn
+
+
+@contextmanager
+def dbt_environment(database_url: str) -> Iterator[None]:
+    """Exports the variables profiles/profiles.yml reads for the duration of a dbt command.
+
+    DbtCliResource passes os.environ to dbt; restoring it afterwards keeps in-process runs
+    (tests, the CLI) from leaking one warehouse's settings into the next.
+    """
+    from orchestration.warehouse import dbt_env
+
+    values = dbt_env(database_url)
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def build_resources() -> dict[str, object]:
+    """The resources of the code location. Only names of environment variables, no values."""
+    return {
+        "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
+        "warehouse": WarehouseResource(),
+        "dbt": DbtCliResource(
+            project_dir=dbt_project,
+            profiles_dir=str(PROFILES_DIR),
+            dbt_executable=dbt_executable(),
+        ),
+    }

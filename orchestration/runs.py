@@ -1,0 +1,183 @@
+"""`stripe-sync run`: the same `stripe_sync` job the schedule runs, on the persistent instance.
+
+A CLI run is a Dagster run like any other: it appears in the UI's run history with its logs,
+materializations and check results. Run config carries `as_of` and `mode` only; the key and the
+warehouse URL reach the resources through the environment, never through stored run config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import dagster as dg
+
+from orchestration.errors import StripeKeyError, StripeSyncError
+from orchestration.settings import Settings
+
+MAIN_JOB = "stripe_sync"
+Executor = Literal["in_process", "multiprocess"]
+
+
+class JobFailedError(StripeSyncError):
+    """A Dagster run of the main job failed."""
+
+
+def stripe_sync_job() -> dg.JobDefinition:
+    """The main job with its resources, rebuilt by name in every process (reconstructable)."""
+    from orchestration.definitions import defs
+
+    return defs.resolve_job_def(MAIN_JOB)
+
+
+def run_config(
+    *, as_of: datetime | None, mode: str, reconcile: bool = False, executor: Executor
+) -> dict[str, object]:
+    """What a run records: the time rules' "now", the first-sync mode and the executor."""
+    stamp = as_of.astimezone(UTC).isoformat() if as_of is not None else ""
+    return {
+        "ops": {
+            "stripe_raw_tables": {"config": {"mode": mode, "reconcile": reconcile}},
+            "stripe_dbt_models": {"config": {"as_of": stamp}},
+        },
+        "execution": {"config": {executor: {}}},
+    }
+
+
+@dataclass
+class CheckOutcome:
+    asset: str
+    name: str
+    passed: bool
+    severity: str
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended, read back from the instance."""
+
+    run_id: str
+    success: bool
+    materialized: list[str] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
+    error: str | None = None
+    dagster_home: str = ""
+
+    @property
+    def failed_checks(self) -> list[CheckOutcome]:
+        return [check for check in self.checks if not check.passed]
+
+    def summary(self) -> str:
+        status = "succeeded" if self.success else "failed"
+        lines = [
+            f"run {self.run_id} {status}: {len(self.materialized)} assets materialized,"
+            f" {len(self.checks) - len(self.failed_checks)}/{len(self.checks)} checks passed"
+        ]
+        lines += [
+            f"  check {c.asset} {c.name}: failed ({c.severity.lower()})" for c in self.failed_checks
+        ]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        lines.append("  see it in the UI (`make ui`) → Runs")
+        return "\n".join(lines)
+
+
+def export_run_environment(settings: Settings, warehouse: str) -> None:
+    """The variables the resources read, for this process and any step process it starts."""
+    if not settings.api_key:
+        raise StripeKeyError(
+            "STRIPE_API_KEY is not set",
+            "export a secret or restricted key (sk_test_…, rk_live_…), or run `stripe-sync demo`",
+        )
+    os.environ["STRIPE_API_KEY"] = settings.api_key
+    os.environ["STRIPE_API_BASE"] = settings.stripe_api_base
+    os.environ["DATABASE_URL"] = warehouse
+
+
+def read_outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
+    """Materializations, check evaluations and the first error of a run, from the event log."""
+    run = instance.get_run_by_id(run_id)
+    outcome = RunOutcome(run_id=run_id, success=bool(run and run.is_success))
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.is_step_materialization:
+            outcome.materialized.append(event.asset_key.to_user_string())
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            outcome.checks.append(
+                CheckOutcome(
+                    asset=evaluation.asset_key.to_user_string(),
+                    name=evaluation.check_name,
+                    passed=evaluation.passed,
+                    severity=evaluation.severity.value,
+                )
+            )
+        elif event.is_step_failure and outcome.error is None:
+            error = event.step_failure_data.error
+            outcome.error = _one_line(error.cause.message if error and error.cause else None) or (
+                _one_line(error.message) if error else None
+            )
+    return outcome
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# dbt's summary names each failing node on a line like these; the best one-line reason.
+_DBT_FAILURE = re.compile(r"^(Failure|Runtime Error|Database Error|Compilation Error) in ")
+
+
+def _one_line(message: str | None) -> str | None:
+    """The line of an error worth printing: a dbt failure line if any, else the first line."""
+    if not message:
+        return None
+    lines = [_ANSI.sub("", line).strip() for line in message.strip().splitlines()]
+    lines = [line for line in lines if line]
+    for line in lines:
+        if _DBT_FAILURE.match(line):
+            return line[:300]
+    return lines[0][:300] if lines else None
+
+
+def execute_main_job(
+    settings: Settings,
+    *,
+    as_of: datetime | None,
+    mode: str,
+    reconcile: bool = False,
+    executor: Executor = "in_process",
+    raise_on_failure: bool = True,
+) -> RunOutcome:
+    """Runs `stripe_sync` (sync, then build) on the persistent instance (DAGSTER_HOME).
+
+    Raises JobFailedError with the first step error when the run fails (the CLI then exits 1 with
+    one line); `raise_on_failure=False` returns the failed outcome instead.
+    """
+    from orchestration.environment import check_database, prepare_dagster_home, warehouse_url
+
+    warehouse = warehouse_url(settings)
+    check_database(warehouse)
+    export_run_environment(settings, warehouse)
+    home = prepare_dagster_home(settings, warehouse)
+    from orchestration.resources import ensure_manifest
+
+    ensure_manifest()
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(
+            dg.reconstructable(stripe_sync_job),
+            instance=instance,
+            run_config=run_config(as_of=as_of, mode=mode, reconcile=reconcile, executor=executor),
+            tags={"stripe_sync/trigger": "cli"},
+            raise_on_error=False,
+        )
+        outcome = read_outcome(instance, result.run_id)
+    outcome.dagster_home = str(home)
+    if raise_on_failure and not outcome.success:
+        raise JobFailedError(
+            f"run {outcome.run_id} of the main job failed: {outcome.error or 'see its logs'}",
+            "open the run in the UI (`make ui`) for its logs",
+        )
+    return outcome

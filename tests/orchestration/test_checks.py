@@ -1,0 +1,120 @@
+"""Asset checks called as plain functions, with passing and failing inputs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import psycopg
+import pytest
+
+from orchestration.checks import (
+    customer_count_result,
+    mode_result,
+    read_other_mode_rows,
+    read_sync_lags,
+    sync_lag_result,
+)
+from orchestration.resources import WarehouseResource
+from orchestration.settings import PROJECT_ROOT
+
+HOUR = 3600.0
+RAW_DDL = PROJECT_ROOT / "orchestration" / "extract" / "sql" / "create_raw_tables.sql"
+
+
+@pytest.mark.parametrize(
+    ("lag", "passed", "severity"),
+    [
+        (60.0, True, dg.AssetCheckSeverity.WARN),
+        (2 * HOUR, False, dg.AssetCheckSeverity.WARN),
+        (25 * HOUR, False, dg.AssetCheckSeverity.ERROR),
+        (None, False, dg.AssetCheckSeverity.WARN),
+    ],
+    ids=["recent", "over-an-hour-warns", "over-a-day-fails", "never-synced-warns"],
+)
+def test_sync_is_recent_warns_after_an_hour_and_fails_after_a_day(
+    lag: float | None, passed: bool, severity: dg.AssetCheckSeverity
+) -> None:
+    result = sync_lag_result("customers", lag, warn_after=HOUR, fail_after=24 * HOUR)
+    assert result.passed is passed
+    assert result.severity == severity
+    assert result.asset_key == dg.AssetKey(["stripe_raw", "customers"])
+
+
+def test_sync_is_recent_thresholds_are_configurable() -> None:
+    assert not sync_lag_result("events", 120.0, warn_after=60.0, fail_after=600.0).passed
+    assert sync_lag_result("events", 120.0, warn_after=600.0, fail_after=6000.0).passed
+
+
+@pytest.mark.parametrize(
+    ("stripe", "raw", "passed"),
+    [(50, 50, True), (50, 49, False), (50, 51, False), (None, None, True)],
+    ids=["equal", "raw-missing-one", "raw-has-extra", "no-reconcile-yet"],
+)
+def test_raw_customer_count_matches_stripe(
+    stripe: int | None, raw: int | None, passed: bool
+) -> None:
+    result = customer_count_result(stripe, raw)
+    assert result.passed is passed
+    if stripe is not None and not passed:
+        assert result.metadata["difference"].value == raw - stripe
+
+
+@pytest.mark.parametrize(
+    ("livemode", "rows", "passed"), [(False, 0, True), (False, 3, False), (True, 1, False)]
+)
+def test_rows_match_sync_mode(livemode: bool, rows: int, passed: bool) -> None:
+    result = mode_result("charges", livemode, rows)
+    assert result.passed is passed
+    assert result.severity == dg.AssetCheckSeverity.ERROR
+
+
+@pytest.fixture
+def warehouse(database_url: str) -> WarehouseResource:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(RAW_DDL.read_text())
+    return WarehouseResource(database_url=database_url)
+
+
+def _state(url: str, table: str, livemode: bool, last_success: datetime | None, started: datetime):
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into stripe_raw.sync_state (object, livemode, account_id, status,"
+            " last_success_at, started_at) values (%s, %s, 'acct_1', 'ok', %s, %s)",
+            (table, livemode, last_success, started),
+        )
+
+
+def _row(url: str, table: str, object_id: str, livemode: bool, synced_at: datetime) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"insert into stripe_raw.{table} (id, livemode, created, data, snapshot_at, synced_at)"
+            " values (%s, %s, now(), '{}', now(), %s)",
+            (object_id, livemode, synced_at),
+        )
+
+
+def test_lags_are_read_from_sync_state_of_the_mode(warehouse: WarehouseResource) -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    url = warehouse.url()
+    _state(url, "customers", False, now - timedelta(hours=2), now - timedelta(hours=2))
+    _state(url, "customers", True, now - timedelta(minutes=1), now - timedelta(minutes=1))
+    lags = read_sync_lags(warehouse, livemode=False, now=now)
+    assert lags["customers"][0] == 2 * HOUR
+    assert lags["invoices"][0] is None, "never synced"
+    assert not sync_lag_result("customers", lags["customers"][0]).passed
+
+
+def test_other_mode_rows_written_by_the_latest_sync_are_found(warehouse: WarehouseResource) -> None:
+    url = warehouse.url()
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    _state(url, "customers", False, None, started)
+    _row(
+        url, "customers", "cus_old_live", True, started - timedelta(days=1)
+    )  # an earlier live sync
+    _row(url, "customers", "cus_test", False, started + timedelta(minutes=1))
+    assert read_other_mode_rows(warehouse, livemode=False)["customers"] == 0
+    _row(url, "customers", "cus_leaked_live", True, started + timedelta(minutes=2))
+    counts = read_other_mode_rows(warehouse, livemode=False)
+    assert counts["customers"] == 1
+    assert not mode_result("customers", False, counts["customers"]).passed
