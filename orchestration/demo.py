@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import typer
+from psycopg import sql
 
 from orchestration.environment import check_database, warehouse_url
 from orchestration.settings import Settings, load_settings
@@ -60,12 +61,21 @@ def _save_state(state_dir: Path, state: DemoState) -> None:
 
 
 def segment_counts(url: str) -> list[tuple[str, int]]:
-    """Members per segment, from stripe_segments.segment_memberships."""
+    """Members of every segment table, empty ones included."""
     with psycopg.connect(url) as conn:
-        return conn.execute(
-            "select segment, count(*) from stripe_segments.segment_memberships"
-            " group by segment order by segment"
-        ).fetchall()
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "select table_name from information_schema.tables"
+                " where table_schema = 'stripe_segments' and table_name <> 'segment_memberships'"
+                " order by table_name"
+            )
+        ]
+        count = "select count(*) from stripe_segments.{}"
+        return [
+            (table, conn.execute(sql.SQL(count).format(sql.Identifier(table))).fetchone()[0])
+            for table in tables
+        ]
 
 
 @contextlib.contextmanager

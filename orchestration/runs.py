@@ -44,6 +44,8 @@ def run_config(
             "stripe_dbt_models": {"config": {"as_of": stamp}},
         },
         "execution": {"config": {executor: {}}},
+        # The CLI shows progress, not Dagster's step-by-step DEBUG events (the UI keeps them all).
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
 
 
