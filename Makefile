@@ -3,7 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 BIN := $(VENV)/bin
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# The system Python (resolved before the venv goes first on PATH) runs uv: a fresh
+# `pip install uv` may not be on PATH yet (pyenv shims).
+SYSTEM_PYTHON := $(shell command -v python3)
+UV := $(SYSTEM_PYTHON) -m uv
 DBT := $(BIN)/dbt --no-use-colors
 DBT_FLAGS := --project-dir . --profiles-dir profiles
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -14,8 +17,8 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	uv sync --frozen --extra dev
+	@$(UV) --version >/dev/null 2>&1 || $(SYSTEM_PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --extra dev
 	@touch $@
 
 setup: $(VENV)/.installed ## Create the virtual environment (uv, from uv.lock) with dev tools
@@ -43,11 +46,11 @@ dev ui: setup ## The Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 docs: setup ## Generate dbt docs and serve them on http://127.0.0.1:8080
 	$(BIN)/python -m orchestration.docs --serve
 
-bench: setup ## Benchmarks: print medians and ratios, write bench/results/*.json
-	$(BIN)/python -m bench.run_all
+bench: setup ## Benchmarks: medians and ratios, bench/results/*.json (BENCH_ARGS=--quick: small)
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
-chaos: setup ## Kill, fault and clock-jump tests at full size
-	STRIPE_SYNC_CHAOS_FULL=1 $(BIN)/pytest tests/chaos -v
+chaos: setup ## Kill, fault, Postgres-restart and clock-jump tests at full size
+	STRIPE_SYNC_CHAOS_FULL=1 $(BIN)/pytest tests/chaos -v -rA --durations=0
 
 ui-snapshot: setup ## Screenshots of the Dagster UI into docs/ (needs Debian's chromium)
 	$(BIN)/python -m orchestration.ui --snapshot docs
