@@ -1,11 +1,3 @@
-{{
-    config(
-        indexes=[
-            {'columns': ['stripe_customer_id'], 'unique': true},
-        ]
-    )
-}}
-
 with
 
 customer_fields as (
