@@ -13,6 +13,16 @@ from psycopg import sql
 from orchestration.warehouse import server_url_for_tests, with_database
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_isolated_cli_postgres() -> Iterator[None]:
+    """Stops the embedded Postgres that CLI tests without DATABASE_URL started, if any."""
+    yield
+    from orchestration.embedded.postgres import stop_embedded_server
+    from tests.cli.helpers import ISOLATED_HOME
+
+    stop_embedded_server(ISOLATED_HOME)
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """URL of the Postgres server the tests use (TEST_DATABASE_URL, 127.0.0.1:5432, or embedded)."""

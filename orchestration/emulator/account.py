@@ -88,23 +88,43 @@ class Account:
         """An id for a stored object: random, then its row number (see Store.allocate)."""
         return self.new_id(prefix, length - KEY_CHARS) + encode_key(self.store.allocate())
 
-    def rendered(self, kind: str, compact: dict[str, Any], legacy: bool) -> dict[str, Any]:
-        """The full object of a stored record in the chosen shape."""
+    def rendered(
+        self, kind: str, compact: dict[str, Any], legacy: bool, wire: bool = False
+    ) -> dict[str, Any]:
+        """The full object of a stored record in the chosen shape.
+
+        `wire` nests catalog objects as pre-serialized JSON: for a body sent as it is.
+        """
         if kind == "events":
-            return self._render_event(compact)
+            return self._render_event(compact, wire)
         if kind == "plans":
             return plan_from_price(compact)
-        return render(kind, compact, self.catalog, legacy)
+        return render(kind, compact, self.catalog.for_wire() if wire else self.catalog, legacy)
 
-    def _render_event(self, evt: dict[str, Any]) -> dict[str, Any]:
+    def rendered_page(
+        self, kind: str, compacts: list[dict[str, Any]], legacy: bool, wire: bool = False
+    ) -> list[dict[str, Any]]:
+        """Full objects of a page of records; history events fetch their objects in one query."""
+        if kind != "events":
+            return [self.rendered(kind, c, legacy, wire) for c in compacts]
+        refs = [(e["kind"], e["data"]["ref"]) for e in compacts if "ref" in e["data"]]
+        found = self.store.get_many(refs) if refs else {}
+        return [self._render_event(e, wire, found) for e in compacts]
+
+    def _render_event(
+        self,
+        evt: dict[str, Any],
+        wire: bool = False,
+        found: dict[str, tuple[dict[str, Any], bool]] | None = None,
+    ) -> dict[str, Any]:
         # Events keep the shape of the version they were created with, whatever the request asks.
         data = dict(evt["data"])
         if "ref" in data:
-            found = self.store.get(evt["kind"], data.pop("ref"))
-            data["object"] = found[0] if found else {}
-        data["object"] = render(
-            evt["kind"], data["object"], self.catalog, is_legacy(evt["api_version"])
-        )
+            ref = data.pop("ref")
+            hit = found.get(ref) if found is not None else self.store.get(evt["kind"], ref)
+            data["object"] = hit[0] if hit else {}
+        catalog = self.catalog.for_wire() if wire else self.catalog
+        data["object"] = render(evt["kind"], data["object"], catalog, is_legacy(evt["api_version"]))
         out = {k: v for k, v in evt.items() if k != "kind"}
         out["data"] = data
         return out

@@ -375,10 +375,12 @@ class Api:
             raise _no_such(noun, obj_id, "id")
         if deleted:
             return deleted_stub(res.kind if name != "plans" else "plans", obj_id)
-        obj = ctx.account.rendered(res.kind if name != "plans" else "plans", compact, ctx.legacy)
+        paths = _expand_paths(params)
+        kind = res.kind if name != "plans" else "plans"
+        obj = ctx.account.rendered(kind, compact, ctx.legacy, wire=not paths)
         if name == "webhook_endpoints":
             obj.pop("secret", None)
-        for path in _expand_paths(params):
+        for path in paths:
             _expand(ctx, obj, path.split("."), path)
         return obj
 
@@ -404,8 +406,9 @@ class Api:
         post = {k: params[k] for k in res.post_filters if k in params}
         compacts, has_more = _filtered_page(ctx.account, q, res, post)
         kind = "plans" if name == "plans" else res.kind
-        data = [ctx.account.rendered(kind, c, ctx.legacy) for c in compacts]
         paths = _expand_paths(params)
+        # Without expansions the page goes out as rendered: nested catalog JSON can stay serialized.
+        data = ctx.account.rendered_page(kind, compacts, ctx.legacy, wire=not paths)
         for path in paths:
             if not path.startswith("data."):
                 raise ApiError(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration.emulator.catalog import plan_from_price
+from orchestration.emulator.store import Fragment, dumps
 
 CURRENT_VERSION = "2026-10-28.endive"
 # 2025-03-31.basil moved current_period_* to subscription items and invoice.subscription under
@@ -27,11 +28,51 @@ class Catalog:
     plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     coupons: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    _wire: WireCatalog | None = field(default=None, repr=False, compare=False)
+
     def add_price(self, price: dict[str, Any]) -> None:
         """Registers a price (and its plan when recurring)."""
         self.prices[price["id"]] = price
         if price["recurring"]:
             self.plans[price["id"]] = plan_from_price(price)
+
+    def inline(self, table: str, obj_id: str, optional: bool = False) -> Any:
+        """The price, plan or coupon to nest in another object (None if optional and unknown)."""
+        objects = getattr(self, table)
+        return objects.get(obj_id) if optional else objects[obj_id]
+
+    def for_wire(self) -> Catalog:
+        """This catalog nesting pre-serialized JSON, for responses nothing walks before sending."""
+        if self._wire is None:
+            self._wire = WireCatalog(self.prices, self.plans, self.coupons)
+        return self._wire
+
+
+class WireCatalog(Catalog):
+    """A catalog whose nested prices, plans and coupons are JSON already serialized once.
+
+    A subscription nests a price and a plan per item (about 1.6 KB); serializing them again for
+    every object of every page was most of a page's CPU. Only for bodies sent as they are:
+    expansions walk nested objects, which a Fragment hides.
+    """
+
+    def __init__(self, prices: dict, plans: dict, coupons: dict) -> None:
+        super().__init__(prices, plans, coupons)
+        self._fragments: dict[tuple[str, str], tuple[dict[str, Any], Fragment]] = {}
+
+    def inline(self, table: str, obj_id: str, optional: bool = False) -> Any:
+        """The pre-serialized object (re-serialized when the catalog now holds another one)."""
+        obj = Catalog.inline(self, table, obj_id, optional)
+        if obj is None:
+            return None
+        cached = self._fragments.get((table, obj_id))
+        if cached is None or cached[0] is not obj:
+            cached = self._fragments[(table, obj_id)] = (obj, Fragment(dumps(obj)))
+        return cached[1]
+
+    def for_wire(self) -> Catalog:
+        """Already the wire catalog."""
+        return self
 
 
 _AUTOMATIC_TAX = {"disabled_reason": None, "enabled": False, "liability": None}
@@ -196,7 +237,7 @@ def _discount(d: dict[str, Any] | None, cat: Catalog, customer: str, sub: str) -
         "id": d["id"],
         "object": "discount",
         "checkout_session": None,
-        "coupon": cat.coupons[d["coupon"]],
+        "coupon": cat.inline("coupons", d["coupon"]),
         "customer": customer,
         "end": d["end"],
         "invoice": None,
@@ -221,8 +262,8 @@ def render_subscription(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[s
             "created": created,
             "discounts": [],
             "metadata": {},
-            "plan": cat.plans[price_id],
-            "price": cat.prices[price_id],
+            "plan": cat.inline("plans", price_id),
+            "price": cat.inline("prices", price_id),
             "subscription": sub_id,
             "tax_rates": [],
         }
@@ -277,8 +318,8 @@ def render_line(line: list, inv: dict[str, Any], cat: Catalog, legacy: bool) -> 
     }
     if legacy:
         out.update(
-            plan=cat.plans.get(price_id),
-            price=price,
+            plan=cat.inline("plans", price_id, optional=True),
+            price=cat.inline("prices", price_id),
             proration=False,
             proration_details={"credited_items": None},
             subscription=inv["subscription"],

@@ -14,7 +14,7 @@ import uvicorn
 
 from orchestration.emulator.account import PERMISSIONS, Account, Clock, KeyInfo
 from orchestration.emulator.api import Api, ApiError
-from orchestration.emulator.generator import generate
+from orchestration.emulator.generator import generate, load_or_generate
 from orchestration.emulator.limits import FAULT_KINDS, Limits, Stats
 from orchestration.emulator.render import CURRENT_VERSION
 from orchestration.emulator.store import Store, loads
@@ -78,7 +78,7 @@ class Emulator:
         self.endpoints: dict[tuple[str, bool], list[dict[str, Any]]] = {}
         self.keys: dict[str, KeyInfo] = {}
         self.account = self._make_account(seed, "Stripe Sync Demo", db_path)
-        generate(
+        load_or_generate(
             self.account,
             customers,
             min(max(2, customers // 10), 1000) if live_customers is None else live_customers,

@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+# CLI calls never touch the project's own state dir (.stripe-sync/): without an explicit
+# STRIPE_SYNC_HOME they share this throwaway one, whose embedded Postgres conftest stops.
+ISOLATED_HOME = Path(tempfile.mkdtemp(prefix="stripe-sync-cli-"))
 
 ENV_VARS = (
     "STRIPE_API_KEY",
@@ -32,6 +37,7 @@ def run_cli(
 ) -> Completed:
     """Runs `stripe-sync ARGS` with a clean environment plus `env`."""
     base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    base["STRIPE_SYNC_HOME"] = str(ISOLATED_HOME)
     done = subprocess.run(
         [sys.executable, "-c", "from orchestration.cli import main; main()", *args],
         env={**base, **(env or {})},
