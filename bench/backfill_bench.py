@@ -1,15 +1,22 @@
-"""Backfill throughput of the extractor against the emulator (run in its own process):
-objects/s at 250 ms latency under a 100 req/s limit, against the ceiling the request budget sets
-(budget × 100 objects a page) and against a sequential single-threaded pager (the loop of dlt and
-tap-stripe) on the same emulator; the same at 0 ms; and peak RSS of the sync at growing sizes.
+"""Backfill throughput of the extractor against the emulator (each in its own process).
 
-    .venv/bin/python bench/backfill_bench.py [--customers 20000] [--runs 3]
+For every account size, latency (0 and 250 ms) and server limit (test: 25 req/s with the default
+test budget of 22 req/s; live: 100 req/s with the default live budget of 90 req/s), the median
+objects/s of `--runs` backfills, the ceiling the request budget sets (budget × 100 objects a
+page), and the ratio to a sequential single-threaded pager (the loop of dlt and tap-stripe) run on
+the same emulator right after, time-capped at `--pager-cap` seconds (its rate is steady).
+
+    .venv/bin/python bench/backfill_bench.py [--sizes 10000,100000] [--runs 3] [--quick]
+
+Also the shared harness of the other benches (emulator process, fresh database, tables, JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -17,8 +24,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 from psycopg import sql
@@ -28,15 +38,41 @@ from orchestration.extract.objects import OBJECTS
 from orchestration.warehouse import server_url_for_tests, with_database
 
 PAGE = 100
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
+# name → (server limit req/s, sync budget req/s): the product's default budgets (client.py).
+LIMITS = {"test": (25.0, 22.0), "live": (100.0, 90.0)}
 
+# The emulator in a child process, driven by JSON lines on stdin: {"latency_ms": .., "rate_limit":
+# ..} changes its settings; {"tick": N} makes N test-mode events (and answers with their ids);
+# {"advance": S} moves its clock; {"count": table} answers with the number of live test objects.
 EMULATOR = """
 import json, sys
 from orchestration.emulator import start_emulator
-options = json.loads(sys.argv[1])
-with start_emulator(**options) as emu:
+with start_emulator(**json.loads(sys.argv[1])) as emu:
     print(json.dumps({"url": emu.url, "key": emu.test_key}), flush=True)
-    sys.stdin.read()  # serve until the parent closes our stdin
+    for line in sys.stdin:
+        cmd, answer = json.loads(line), {}
+        if "latency_ms" in cmd:
+            emu.latency_ms = cmd["latency_ms"]
+        if "rate_limit" in cmd:
+            emu.set_faults(0.0, rate_limit=cmd["rate_limit"])
+        if "tick" in cmd:
+            ids = []
+            while len(ids) < cmd["tick"]:  # test-mode events: the benches use the test key
+                ids += [e for e in emu.tick(steps=1)
+                        if not emu.account.store.get("events", e)[0]["livemode"]]
+            answer["events"] = ids
+        if "advance" in cmd:
+            emu.advance_clock(cmd["advance"])
+        if "count" in cmd:
+            rows = emu.account.store.ids(cmd["count"], False, deleted=False)
+            answer["count"] = sum(1 for _ in rows)
+        if "endpoint" in cmd:
+            import stripe
+            from orchestration.webhooks.register import find_or_create_endpoint
+            sdk = stripe.StripeClient(emu.test_key, base_addresses={"api": emu.url})
+            answer["secret"] = find_or_create_endpoint(sdk, cmd["endpoint"]).secret
+        print(json.dumps(answer), flush=True)
 """
 
 SYNC = """
@@ -53,28 +89,52 @@ print(json.dumps({
 """
 
 
+class EmulatorProcess:
+    """start_emulator(**options) in a child process, so its CPU is not the sync's."""
+
+    def __init__(self, **options: Any) -> None:
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", EMULATOR, json.dumps(options)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        info = json.loads(self.proc.stdout.readline())
+        self.url, self.key = info["url"], info["key"]
+        self.startup_s = time.monotonic() - started
+
+    def send(self, **command: Any) -> dict[str, Any]:
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
 @contextmanager
-def emulator_process(**options: Any) -> Iterator[dict[str, str]]:
-    """start_emulator(**options) in a child process; yields its url and test key."""
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, json.dumps(options)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def emulator_process(**options: Any) -> Iterator[EmulatorProcess]:
+    emu = EmulatorProcess(**options)
     try:
-        info = json.loads(proc.stdout.readline())
-        info["startup_s"] = time.monotonic() - started
-        yield info
+        yield emu
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
+        emu.close()
+
+
+def bench_server_url() -> str:
+    return server_url_for_tests(
+        os.environ.get("BENCH_DATABASE_URL")
+        or os.environ.get("TEST_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+    )
 
 
 @contextmanager
 def fresh_database() -> Iterator[str]:
-    server = server_url_for_tests(None)
+    """A new database on the bench's Postgres server, dropped afterwards."""
+    server = bench_server_url()
     name = f"stripe_sync_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(with_database(server, "postgres"), autocommit=True) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
@@ -82,15 +142,20 @@ def fresh_database() -> Iterator[str]:
         yield with_database(server, name)
     finally:
         with psycopg.connect(with_database(server, "postgres"), autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+            for db in (name, f"{name}_dagster"):
+                admin.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db))
+                )
 
 
 def run_sync(**args: Any) -> dict[str, Any]:
-    """sync_stripe(**args) in a fresh process; adds the process's wall time."""
+    """sync_stripe(**args) in a fresh process; adds the process's wall time (start-up included)."""
     started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-c", SYNC, json.dumps(args)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", SYNC, json.dumps(args)], capture_output=True, text=True, check=False
     )
+    if out.returncode:
+        raise RuntimeError(f"sync failed: {out.stderr.strip().splitlines()[-1:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["wall_s"] = time.monotonic() - started
     return result
@@ -100,23 +165,41 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def machine() -> dict[str, Any]:
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_gib),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2))
+    stamped = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+    path.write_text(json.dumps({**stamped, **payload}, indent=2) + "\n")
     return path
 
 
-def print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table (also valid Markdown)."""
+    cells = [[str(h) for h in headers]] + [[fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    lines = ["| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in cells]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    print(table(headers, rows), flush=True)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     if isinstance(value, int):
@@ -124,96 +207,106 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def sequential_pager(url: str, key: str, max_rps: float, budget_s: float = 30) -> dict[str, float]:
-    """One request at a time through every list, as dlt's and tap-stripe's loops do (with plain
-    dicts and no database writes, so it is the pager's best case). Its rate is steady, so it runs
-    for at most `budget_s` (a full sequential pass at 250 ms takes minutes)."""
+def sequential_pager(url: str, key: str, max_rps: float, cap_s: float) -> dict[str, Any]:
+    """One request at a time through every list, as dlt's and tap-stripe's loops do (plain dicts,
+    no database writes: the pager's best case), same budget as the sync, at most `cap_s` s."""
     client = StripeApi(key, url, max_rps=max_rps)
-    started, objects = time.monotonic(), 0
+    started, objects, capped = time.monotonic(), 0, False
     for spec in OBJECTS:
         params: dict[str, Any] = {"limit": PAGE, **spec.list_params}
-        while time.monotonic() - started < budget_s:
+        while True:
+            if time.monotonic() - started >= cap_s:
+                capped = True
+                break
             page = client.get(spec.list_path, **params).data
             objects += len(page["data"])
             if not page["has_more"]:
                 break
             params["starting_after"] = page["data"][-1]["id"]
+        if capped:
+            break
     seconds = time.monotonic() - started
-    return {"objects": objects, "seconds": seconds, "objects_per_s": objects / seconds}
+    return {"objects": objects, "seconds": seconds, "objects_per_s": objects / seconds,
+            "capped": capped}  # fmt: skip
 
 
-def throughput(customers: int, runs: int, latency_ms: float, limit: float | None, budget: float,
-               baseline: bool) -> dict[str, Any]:  # fmt: skip
-    options = {"customers": customers, "seed": 7, "latency_ms": latency_ms, "rate_limit": limit}
-    with emulator_process(**options) as emu:
-        samples = []
-        for _ in range(runs):
-            with fresh_database() as database_url:
-                r = run_sync(database_url=database_url, api_key=emu["key"], api_base=emu["url"],
-                             max_rps=budget)  # fmt: skip
-            r["objects_per_s"] = r["objects"] / r["wall_s"]
-            samples.append(r)
-        pager = sequential_pager(emu["url"], emu["key"], budget) if baseline else None
+def measure(emu: EmulatorProcess, runs: int, limit: str, pager_cap: float) -> dict[str, Any]:
+    """`runs` backfills into fresh databases, then the sequential pager, same emulator settings."""
+    budget = LIMITS[limit][1]
+    samples = []
+    for _ in range(runs):
+        with fresh_database() as database_url:
+            r = run_sync(database_url=database_url, api_key=emu.key, api_base=emu.url,
+                         max_rps=budget)  # fmt: skip
+        r["objects_per_s"] = r["objects"] / r["wall_s"]
+        samples.append(r)
+        print(f"    run: {r['objects']:,} objects in {r['wall_s']:.1f} s "
+              f"= {r['objects_per_s']:,.0f}/s, {r['rate_limited']} × 429", flush=True)  # fmt: skip
+    pager = sequential_pager(emu.url, emu.key, budget, pager_cap)
     ops = median([s["objects_per_s"] for s in samples])
     ceiling = budget * PAGE
     return {
-        "customers": customers, "latency_ms": latency_ms, "server_limit_rps": limit,
-        "budget_rps": budget, "objects": samples[0]["objects"], "runs": samples,
-        "objects_per_s": ops, "ceiling_objects_per_s": ceiling,
-        "share_of_ceiling": ops / ceiling if limit else None,
-        "requests": median([s["requests"] for s in samples]),
+        "objects": samples[0]["objects"], "runs": samples, "budget_rps": budget,
+        "objects_per_s": ops, "ceiling_objects_per_s": ceiling, "share_of_ceiling": ops / ceiling,
         "rate_limited": max(s["rate_limited"] for s in samples),
         "wall_s": median([s["wall_s"] for s in samples]),
         "maxrss_mb": max(s["maxrss_mb"] for s in samples),
-        "sequential_objects_per_s": pager["objects_per_s"] if pager else None,
-        "ratio_to_sequential": ops / pager["objects_per_s"] if pager else None,
-        "emulator_startup_s": emu["startup_s"],
+        "sequential": pager, "ratio_to_sequential": ops / pager["objects_per_s"],
     }  # fmt: skip
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="2,000 customers, short pager cap")
+    parser.add_argument("--sizes", default=None, help="customers, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latencies", default="0,250", help="emulator latency ms")
+    parser.add_argument("--limits", default="test,live", help=f"of {sorted(LIMITS)}")
+    parser.add_argument("--pager-cap", type=float, default=None, help="seconds")
     parser.add_argument(
-        "--budget", type=float, default=95.0, help="max_rps under a 100 req/s limit"
+        "--merge", action="store_true", help="keep earlier results of other configurations"
     )
-    parser.add_argument("--sizes", default="2000,5000,10000,20000", help="RSS sizes (customers)")
-    parser.add_argument("--configs", default="0,1,2", help="which throughput configs to run")
     args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
+    sizes = [int(s) for s in (args.sizes or ("2000" if args.quick else "10000,100000")).split(",")]
+    pager_cap = args.pager_cap or (5.0 if args.quick else 20.0)
 
-    configs = [
-        ("250 ms, 100 req/s limit", 250.0, 100.0, args.budget),
-        ("0 ms, 100 req/s limit", 0.0, 100.0, args.budget),
-        ("0 ms, no limit", 0.0, None, 10_000.0),
-    ]
-    configs = [configs[int(i)] for i in args.configs.split(",") if i]
     results = []
-    for label, latency, limit, budget in configs:
-        print(f"… {label}", flush=True)
-        results.append({"config": label, **throughput(args.customers, args.runs, latency, limit,
-                                                      budget, baseline=latency > 0)})  # fmt: skip
-    print_table(
-        ["config", "objects", "objects/s", "ceiling", "% ceiling", "requests", "429s",
-         "sequential/s", "× sequential", "RSS MB"],
-        [[r["config"], r["objects"], r["objects_per_s"], r["ceiling_objects_per_s"] if
-          r["server_limit_rps"] else "-", f"{r['share_of_ceiling']:.0%}" if r["share_of_ceiling"]
-          else "-", r["requests"], r["rate_limited"], r["sequential_objects_per_s"] or "-",
-          f"{r['ratio_to_sequential']:.1f}×" if r["ratio_to_sequential"] else "-", r["maxrss_mb"]]
-         for r in results],
-    )  # fmt: skip
-
-    memory = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        print(f"… RSS at {size:,} customers", flush=True)
-        memory.append(throughput(size, 1, 0.0, None, 10_000.0, baseline=False))
-    print_table(
-        ["customers", "objects", "objects/s", "peak RSS MB"],
-        [[m["customers"], m["objects"], m["objects_per_s"], m["maxrss_mb"]] for m in memory],
-    )
-    path = write_results("backfill_bench", {"throughput": results, "memory": memory})
+    for size in sizes:
+        with emulator_process(customers=size, seed=7) as emu:
+            print(f"… {size:,} customers (emulator up in {emu.startup_s:.1f} s)", flush=True)
+            for latency in [float(x) for x in args.latencies.split(",")]:
+                for limit in args.limits.split(","):
+                    print(f"  … {latency:.0f} ms, {limit} limit", flush=True)
+                    emu.send(latency_ms=latency, rate_limit=LIMITS[limit][0])
+                    r = measure(emu, args.runs, limit, pager_cap)
+                    results.append({"customers": size, "latency_ms": latency, "limit": limit,
+                                    "server_limit_rps": LIMITS[limit][0], **r})  # fmt: skip
+    if args.merge and (RESULTS / "backfill_bench.json").exists():
+        earlier = json.loads((RESULTS / "backfill_bench.json").read_text()).get("throughput", [])
+        ran = {(r["customers"], r["latency_ms"], r["limit"]) for r in results}
+        kept = [r for r in earlier if (r["customers"], r["latency_ms"], r["limit"]) not in ran]
+        results = sorted(kept + results, key=lambda r: (r["customers"], r["latency_ms"],
+                                                        r["limit"] != "test"))  # fmt: skip
+    headers = ["customers", "objects", "latency", "server limit", "budget", "objects/s",
+               "ceiling", "% ceiling", "429s", "sequential/s", "× sequential",
+               "peak RSS MB"]  # fmt: skip
+    rows = [[r["customers"], r["objects"], f"{r['latency_ms']:.0f} ms",
+             f"{r['server_limit_rps']:.0f} req/s ({r['limit']})", r["budget_rps"],
+             r["objects_per_s"], r["ceiling_objects_per_s"], f"{r['share_of_ceiling']:.0%}",
+             r["rate_limited"],
+             f"{r['sequential']['objects_per_s']:,.0f}" + (" (capped)" if r["sequential"]["capped"]
+                                                          else ""),
+             f"{r['ratio_to_sequential']:.1f}×", r["maxrss_mb"]] for r in results]  # fmt: skip
+    print()
+    print(f"backfill: median of {args.runs} runs (process start-up included); sequential pager "
+          f"capped at {pager_cap:.0f} s, same budget, same emulator, right after")  # fmt: skip
+    print_table(headers, rows)
+    path = write_results("backfill_bench", {"runs": args.runs, "pager_cap_s": pager_cap,
+                                            "quick": args.quick, "throughput": results,
+                                            "markdown": table(headers, rows)})  # fmt: skip
     print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

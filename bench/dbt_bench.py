@@ -4,6 +4,7 @@ Generates realistic raw Stripe JSON directly in Postgres (generate_series + json
 scratch database, then runs orchestration.transform.build three times with a fixed as_of.
 
     .venv/bin/python bench/dbt_bench.py              # 10k and 100k customers
+    .venv/bin/python bench/dbt_bench.py --quick      # 2k customers
     .venv/bin/python bench/dbt_bench.py --customers 50000 --runs 5
 """
 
@@ -23,6 +24,9 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
+
+from backfill_bench import print_table, table, write_results
 
 from orchestration.transform import RAW_TABLES_SQL, build
 from orchestration.warehouse import server_url_for_tests, with_database
@@ -226,23 +230,36 @@ def bench(server_url: str, customers: int, runs: int) -> list[float]:
             )
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="2,000 customers")
+    parser.add_argument("--customers", type=int, nargs="+", default=None)
+    parser.add_argument("--runs", type=int, default=None, help="3 (1 with --quick)")
+    args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
+    args.runs = args.runs or (1 if args.quick else 3)
+    sizes = args.customers or ([2_000] if args.quick else [10_000, 100_000])
     server_url = server_url_for_tests(
         os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL")
     )
-    results = {n: bench(server_url, n, args.runs) for n in args.customers}
+    results = {n: bench(server_url, n, args.runs) for n in sizes}
+    headers = ["customers", "median build s", "min s", "max s", "first s", "budget 30 s"]
+    rows = [
+        [n, statistics.median(d), min(d), max(d), d[0],
+         "ok" if statistics.median(d) < 30 else "OVER"]
+        for n, d in results.items()
+    ]  # fmt: skip
     print()
-    print("customers  median build (s)  first (s)  budget")
-    for n, durations in results.items():
-        median = statistics.median(durations)
-        print(
-            f"{n:>9}  {median:>16.1f}  {durations[0]:>9.1f}  {'ok' if median < 30 else 'OVER 30 s'}"
-        )
+    print(f"dbt build (seeds, models, tests), as_of fixed; median of {args.runs} runs")
+    print_table(headers, rows)
+    path = write_results("dbt_bench", {
+        "runs": args.runs,
+        "results": [{"customers": n, "durations_s": d, "median_s": statistics.median(d)}
+                    for n, d in results.items()],
+        "markdown": table(headers, rows),
+    })  # fmt: skip
+    print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

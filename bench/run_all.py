@@ -1,4 +1,13 @@
-"""`make bench`: runs every benchmark in turn, then prints one summary of their JSON results."""
+"""`make bench`: runs every benchmark in turn, then prints one summary of their JSON results.
+
+    .venv/bin/python -m bench.run_all            # full size (about an hour on 2 cores)
+    .venv/bin/python -m bench.run_all --quick    # small smoke version (a few minutes)
+    .venv/bin/python -m bench.run_all --only backfill,dbt --runs 5
+    .venv/bin/python -m bench.run_all --summary-only   # the summary of the stored results
+
+Every argument is passed on to each bench (each ignores the ones it does not know). The emulator's
+own bench (bench/emulator_bench.py) belongs to the emulator work; add it with `--only emulator`.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +17,20 @@ import platform
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
-ORDER = ("emulator", "backfill", "incremental", "dbt", "webhook")
+ORDER = ("backfill", "incremental", "memory", "dbt", "webhook")
+TITLES = {
+    "backfill": "(a) backfill throughput vs the request budget's ceiling",
+    "incremental": "(b) K changes → updated segment rows",
+    "memory": "(c) peak RSS of a sync by account size",
+    "dbt": "(d) dbt build time",
+    "webhook": "(e) webhook endpoint",
+}
+JSON_NAMES = {"webhook": "webhook"}
 
 
 def _machine() -> str:
@@ -20,24 +38,82 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {platform.platform()}"
 
 
+def _selected(argv: list[str]) -> list[str]:
+    for i, arg in enumerate(argv):
+        if arg == "--only" and i + 1 < len(argv):
+            return argv[i + 1].split(",")
+        if arg.startswith("--only="):
+            return arg.split("=", 1)[1].split(",")
+    return list(ORDER)
+
+
+def _passed_on(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--only":
+            skip = True
+            continue
+        if not arg.startswith("--only="):
+            out.append(arg)
+    return out
+
+
+def _section(name: str) -> str:
+    path = RESULTS / f"{JSON_NAMES.get(name, name + '_bench')}.json"
+    if not path.exists():
+        return f"### {TITLES.get(name, name)}\n\n(no results)\n"
+    data = json.loads(path.read_text())
+    head = f"### {TITLES.get(name, name)}\n\n_{path.name}, {data.get('at', '?')}_\n\n"
+    if "markdown" in data:
+        return head + data["markdown"] + "\n"
+    if name == "webhook":
+        load = data["load"]
+        rounds = data.get("events_per_second_rounds", [load["events_per_second"]])
+        return head + (
+            f"verified events/s: **{load['events_per_second']:.0f}** (median of {len(rounds)}"
+            f" rounds: {', '.join(f'{r:.0f}' for r in rounds)}), {data['deliveries']} deliveries"
+            f" per round over {data['concurrency']} connections, p50 {load['latency_ms']['p50']}"
+            f" ms, p99 {load['latency_ms']['p99']} ms; stored exactly once: "
+            f"{data['rows']['distinct_event_rows']} of {data['events']}\n"
+        )
+    return head + json.dumps(data)[:500] + "\n"
+
+
 def main() -> int:
-    """Runs bench/<name>_bench.py for each name in ORDER that exists; non-zero on failure."""
+    """Runs bench/<name>_bench.py for each selected name; non-zero when one fails."""
+    argv = sys.argv[1:]
     RESULTS.mkdir(exist_ok=True)
+    started_all = time.monotonic()
     print(f"machine: {_machine()}")
-    failures = []
-    for name in ORDER:
+    failures, durations = [], {}
+    selected = [] if "--summary-only" in argv else _selected(argv)
+    for name in selected:
         script = BENCH_DIR / f"{name}_bench.py"
         if not script.exists():
+            print(f"no such bench: {script.name}")
+            failures.append(name)
             continue
         print(f"\n=== {name} ({script.name}) ===", flush=True)
         started = time.monotonic()
-        done = subprocess.run([sys.executable, str(script), *sys.argv[1:]], check=False)
-        print(f"--- {name}: exit {done.returncode} in {time.monotonic() - started:.0f} s")
+        done = subprocess.run([sys.executable, str(script), *_passed_on(argv)], check=False)
+        durations[name] = time.monotonic() - started
+        print(f"--- {name}: exit {done.returncode} in {durations[name]:.0f} s", flush=True)
         if done.returncode:
             failures.append(name)
-    print("\n=== results (bench/results/*.json) ===")
-    for path in sorted(RESULTS.glob("*.json")):
-        print(f"{path.name}: {json.dumps(json.loads(path.read_text()))[:300]}")
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    summary = [f"## Benchmarks, {stamp}", "", f"Machine: {_machine()}.", ""]
+    summary += [_section(name) for name in (_selected(argv) if selected else ORDER)
+                if name != "emulator"]  # fmt: skip
+    text = "\n".join(summary)
+    (RESULTS / "summary.md").write_text(text + "\n")
+    print("\n=== summary (bench/results/summary.md) ===\n")
+    print(text)
+    print(f"total {time.monotonic() - started_all:.0f} s; "
+          + ", ".join(f"{n} {s:.0f} s" for n, s in durations.items()))  # fmt: skip
     if failures:
         print(f"failed: {', '.join(failures)}")
     return 1 if failures else 0

@@ -314,7 +314,11 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds, load phase")
     parser.add_argument("--ticks", type=int, default=30, help="latency samples")
     parser.add_argument("--no-dbt", action="store_true", help="skip the segment latency")
+    parser.add_argument("--runs", type=int, default=3, help="load rounds; the median is quoted")
+    parser.add_argument("--quick", action="store_true", help="2,000 events, 5 ticks, no dbt")
     args, _ = parser.parse_known_args()
+    if args.quick:
+        args.events, args.ticks, args.no_dbt = min(args.events, 2000), min(args.ticks, 5), True
 
     from orchestration.emulator import start_emulator
     from orchestration.extract import sync_stripe
@@ -346,20 +350,38 @@ def main() -> int:
             print("latency: emulator tick → raw row ...", flush=True)
             latency = _latency(emu, database_url, args.ticks, not args.no_dbt)
 
-            run = uuid.uuid4().hex[:6]
-            unique = [json.dumps(_event(n, run)).encode() for n in range(args.events)]
-            rng = random.Random(1)
-            retries = rng.sample(unique, int(len(unique) * args.duplicates))
-            bodies = unique + retries
-            rng.shuffle(bodies)
-            print(
-                f"throughput: {len(bodies)} deliveries, {args.concurrency} connections ...",
-                flush=True,
-            )
-            warm = [json.dumps(_event(n, "warm" + run)).encode() for n in range(300)]
+            warm = [json.dumps(_event(n, "warm")).encode() for n in range(300)]
             asyncio.run(_load(url, secret, warm, 16, 30))  # connections, plans, caches
-            load = asyncio.run(_load(url, secret, bodies, args.concurrency, args.time_limit))
-            counts = _counts(database_url, run)
+            rounds = []
+            for n in range(args.runs):
+                run = uuid.uuid4().hex[:6]
+                unique = [json.dumps(_event(i, run)).encode() for i in range(args.events)]
+                rng = random.Random(n)
+                retries = rng.sample(unique, int(len(unique) * args.duplicates))
+                bodies = unique + retries
+                rng.shuffle(bodies)
+                print(
+                    f"throughput {n + 1}/{args.runs}: {len(bodies)} deliveries,"
+                    f" {args.concurrency} connections ...",
+                    flush=True,
+                )
+                load = asyncio.run(_load(url, secret, bodies, args.concurrency, args.time_limit))
+                counts = _counts(database_url, run)
+                rounds.append((load, counts, len(bodies), len(retries)))
+                print(f"  {load['events_per_second']:.0f} events/s", flush=True)
+            # The round with the median rate is the one reported in full.
+            rounds.sort(key=lambda r: r[0]["events_per_second"])
+            load, counts, deliveries, _ = rounds[len(rounds) // 2]
+            bodies = [b""] * deliveries
+            retries = [b""] * (deliveries - args.events)
+            all_rates = [r[0]["events_per_second"] for r in rounds]
+            exact_all = all(
+                r[1]["event_rows"] == r[1]["distinct_event_rows"] == args.events
+                and r[1]["applied"] == args.events
+                and r[1]["duplicate"] == r[2] - args.events
+                and r[0]["sent"] == r[2]
+                for r in rounds
+            )
     finally:
         if child is not None:
             child.terminate()
@@ -376,14 +398,17 @@ def main() -> int:
         and counts["applied"] == expected_unique
         and counts["duplicate"] == len(bodies) - expected_unique
     )
-    passed = complete and exact and load["events_per_second"] >= TARGET_EVENTS_PER_SECOND
+    passed = (
+        complete and exact and exact_all and load["events_per_second"] >= TARGET_EVENTS_PER_SECOND
+    )
     raw = latency["to_raw_row_ms"]
     table = [
         ("deliveries sent", f"{load['sent']} of {len(bodies)} ({len(retries)} retries)"),
         ("answered 200", f"{load['ok']}  statuses {load['statuses']}"),
         (
             "verified events/s",
-            f"{load['events_per_second']:.0f} (target ≥ {TARGET_EVENTS_PER_SECOND})",
+            f"{load['events_per_second']:.0f} median of {len(all_rates)} rounds"
+            f" ({', '.join(f'{r:.0f}' for r in all_rates)}; target ≥ {TARGET_EVENTS_PER_SECOND})",
         ),
         (
             "request latency under load",
@@ -429,6 +454,9 @@ def main() -> int:
         "deliveries": len(bodies),
         "concurrency": args.concurrency,
         "load": load,
+        "events_per_second_median": load["events_per_second"],
+        "events_per_second_rounds": all_rates,
+        "machine": {"cores": os.cpu_count()},
         "rows": counts,
         "latency": latency,
         "target_events_per_second": TARGET_EVENTS_PER_SECOND,

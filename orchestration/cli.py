@@ -142,6 +142,8 @@ def demo(
     """Start the embedded Postgres and the local Stripe API with demo data; run the main job."""
     from orchestration.commands import run_demo
 
+    if customers < 0:
+        raise SettingsError("--customers must be ≥ 0", "fix the option's value")
     run_demo(load_settings(), customers=customers)
 
 
@@ -168,6 +170,8 @@ def emulator(
             "--customers and --latency-ms must be ≥ 0 and --fault-rate within 0–1",
             "fix the option's value",
         )
+    if rate_limit is not None and not rate_limit > 0:
+        raise SettingsError("--rate-limit must be > 0 requests/s", "fix the option's value")
     try:
         from orchestration.emulator.main import serve
     except ImportError:

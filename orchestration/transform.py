@@ -64,6 +64,14 @@ class BuildResult:
         """How many nodes of a type ran (`model`, `test`, `seed`, `unit_test`)."""
         return sum(1 for node in self.nodes if node.unique_id.startswith(resource_type + "."))
 
+    def summary(self) -> str:
+        """What `stripe-sync build` prints: one line."""
+        return (
+            f"build {'succeeded' if self.success else 'failed'} in {self.duration_seconds:.1f} s:"
+            f" {self.count('model')} models, {self.count('test')} tests,"
+            f" {self.count('unit_test')} unit tests, {self.count('seed')} seeds"
+        )
+
 
 def dbt_executable() -> str:
     """The dbt CLI next to this interpreter (the venv's), else the one on PATH."""

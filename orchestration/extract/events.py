@@ -375,6 +375,8 @@ def run_incremental(
     end: the tables are complete up to that instant."""
     total = ApplyResult()
     drained_at = None
+    # Rows this sync writes from here on carry a later synced_at: poll_heads tells them apart.
+    started = conn.execute("select now()").fetchone()[0]
     late = _same_second_as_cursor(conn, client, cursor, cursor_second, since)
     if late:
         _add(total, apply_events(conn, client, late))
@@ -386,7 +388,7 @@ def run_incremental(
             drained_at = time.monotonic()
             _mark_read_until(conn, client.livemode, response.server_time)
     if poll:
-        total.written.update(poll_heads(conn, client))
+        total.written.update(poll_heads(conn, client, stored_before=started))
     return total, drained_at
 
 
@@ -430,9 +432,12 @@ def _events_of_second(client: StripeApi, second: int) -> list[dict[str, Any]]:
         params["starting_after"] = page["data"][-1]["id"]
 
 
-def poll_heads(conn: psycopg.Connection, client: StripeApi) -> Counter[str]:
-    """Objects created without an event: the newest ones, down to the first already stored.
-    Skipped in new-only mode, which imports only what events bring."""
+def poll_heads(
+    conn: psycopg.Connection, client: StripeApi, *, stored_before: datetime | None = None
+) -> Counter[str]:
+    """Objects created without an event: the newest ones, down to the first already stored
+    (before `stored_before`, when given). Skipped in new-only mode, which imports only what
+    events bring."""
     written: Counter[str] = Counter()
     if _sync_mode(conn, client.livemode) == "new-only":
         return written
@@ -443,10 +448,17 @@ def poll_heads(conn: psycopg.Connection, client: StripeApi) -> Counter[str]:
         while True:
             response = client.get(spec.list_path, **params)
             page = response.data.get("data") or []
-            query = sql.SQL("select id from stripe_raw.{} where id = any(%s)").format(
+            query = sql.SQL("select id, synced_at from stripe_raw.{} where id = any(%s)").format(
                 sql.Identifier(spec.table)
             )
-            known = {row[0] for row in conn.execute(query, ([o["id"] for o in page],))}
+            stored = dict(conn.execute(query, ([o["id"] for o in page],)).fetchall())
+            known = set(stored)
+            # The stop is a row stored by an earlier sync. One this sync's events just stored (a
+            # new session completed) can sit above older new ones that have no event: stopping
+            # there would skip those for good.
+            frontier = {
+                i for i, at in stored.items() if stored_before is None or at < stored_before
+            }
             # Known ones are kept current by their events; only the new ones are written.
             rows = [
                 loader.object_row(o, response.server_time) for o in page if o["id"] not in known
@@ -454,7 +466,7 @@ def poll_heads(conn: psycopg.Connection, client: StripeApi) -> Counter[str]:
             if rows:
                 with conn.transaction():
                     written[spec.table] += loader.upsert_objects(conn, spec.table, rows)
-            if known or not response.data.get("has_more") or not page:
+            if frontier or not response.data.get("has_more") or not page:
                 break
             params["starting_after"] = page[-1]["id"]
     return written

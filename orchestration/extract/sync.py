@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from orchestration.errors import SettingsError, StateMismatchError, StripeSyncError
+from orchestration.errors import DatabaseError, SettingsError, StateMismatchError, StripeSyncError
 from orchestration.extract import backfill, events, loader, state
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.extract.objects import OBJECTS, STATE_OBJECTS
@@ -21,6 +21,7 @@ log = logging.getLogger("stripe_sync.extract")
 MODES = ("import-existing", "new-only")
 # Where an account's data starts when Stripe does not say: before Stripe existed.
 STRIPE_EPOCH = 1293840000  # 2011-01-01
+RECORD_FAILURE_WAIT = 15.0  # seconds to wait for a lost warehouse to take the failure record
 
 
 @dataclass
@@ -59,6 +60,16 @@ class SyncResult:
     @property
     def objects_per_second(self) -> float:
         return self.total_objects / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        """What `stripe-sync sync` prints: one line, then any warnings."""
+        lines = [
+            f"{self.kind} ({'live' if self.livemode else 'test'} mode): {self.total_objects:,}"
+            f" objects in {self.seconds:.1f} s, {self.events_applied:,} events applied,"
+            f" {self.requests:,} requests ({self.rate_limited} rate-limited, all retried)"
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
 
     def metadata(self) -> dict[str, Any]:
         """Flat figures for Dagster's MaterializeResult."""
@@ -108,7 +119,17 @@ def sync_stripe(
         try:
             result = _run(conn, database_url, client, access, mode, reconcile, progress)
         except BaseException as exc:
-            _record_failure(conn, client.livemode, exc)
+            _record_failure(conn, database_url, client.livemode, exc)
+            if isinstance(exc, psycopg.OperationalError):
+                # The warehouse went away mid-sync (restart, failover, network): an expected
+                # failure, one line for the user; committed pages stay and the next sync resumes.
+                reason = (
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                )
+                raise DatabaseError(
+                    f"lost the connection to the warehouse during the sync ({reason})",
+                    "check that Postgres is up, then sync again: it resumes where it stopped",
+                ) from None
             raise
     result.seconds = time.monotonic() - started
     result.requests = client.stats.requests
@@ -132,14 +153,36 @@ def _guard_account(conn: psycopg.Connection, account_id: str, reset: bool) -> No
     state.reset_all(conn)
 
 
-def _record_failure(conn: psycopg.Connection, livemode: bool, exc: BaseException) -> None:
+def _record_failure(
+    conn: psycopg.Connection, database_url: str, livemode: bool, exc: BaseException
+) -> None:
     message = exc.one_line() if isinstance(exc, StripeSyncError) else f"{type(exc).__name__}: {exc}"
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
         state.record_failure(conn, livemode, sanitize(message))
-    except psycopg.Error:
-        log.exception("could not record the failed sync in stripe_raw.sync_state")
+        return
+    except psycopg.OperationalError:
+        pass  # the connection died with the server (restart, failover): reconnect below
+    except psycopg.Error as failure:
+        log.warning("could not record the failed sync in stripe_raw.sync_state: %s", failure)
+        return
+    # A restarting server is back within seconds; wait that long for it to take the record, so
+    # `status` says failed rather than running.
+    deadline = time.monotonic() + RECORD_FAILURE_WAIT
+    while True:
+        try:
+            with loader.connect(database_url, autocommit=True) as fresh:
+                state.record_failure(fresh, livemode, sanitize(message))
+            return
+        except (psycopg.Error, DatabaseError) as failure:
+            if time.monotonic() >= deadline:
+                # One line, no traceback: the failure itself is reported by the caller.
+                log.warning(
+                    "could not record the failed sync in stripe_raw.sync_state: %s", failure
+                )
+                return
+            time.sleep(1.0)
 
 
 def _run(

@@ -3,70 +3,12 @@ each followed by a rerun, converge to exactly the emulator's data with no duplic
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
-
-import psycopg
-
 from orchestration.extract import sync_stripe
 from tests.extract.conftest import assert_matches_emulator, duplicate_count
-
-CHILD = """
-import sys
-from orchestration.extract import sync_stripe
-sync_stripe(sys.argv[1], sys.argv[2], api_base=sys.argv[3], max_rps=float(sys.argv[4]))
-"""
-
-
-def _start_sync(database_url: str, emu, max_rps: float) -> subprocess.Popen:
-    args = [database_url, emu.test_key, emu.url, str(max_rps)]
-    return subprocess.Popen([sys.executable, "-c", CHILD, *args], stderr=subprocess.DEVNULL)
-
-
-def _kill_after(proc: subprocess.Popen, delay: float) -> bool:
-    """SIGKILL after `delay` s; True if the sync was still running (so the kill hit it)."""
-    try:
-        proc.wait(timeout=delay)
-        return False
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return True
-
-
-def _rows(database_url: str, table: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        if conn.execute("select to_regclass(%s)", (f"stripe_raw.{table}",)).fetchone()[0] is None:
-            return 0
-        return conn.execute(f"select count(*) from stripe_raw.{table}").fetchone()[0]
-
-
-def _kill_once_rows(
-    proc: subprocess.Popen, database_url: str, table: str, at_least: int, jitter: float
-) -> bool:
-    """SIGKILL a random instant (up to `jitter` s) after `table` holds `at_least` rows; True if
-    the sync was still running then."""
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if _rows(database_url, table) >= at_least:
-            return _kill_after(proc, random.uniform(0, jitter))  # noqa: S311
-        time.sleep(0.02)
-    return _kill_after(proc, 0)
-
-
-def _backfill_done(database_url: str) -> bool | None:
-    with psycopg.connect(database_url) as conn:
-        exists = conn.execute("select to_regclass('stripe_raw.sync_state')").fetchone()[0]
-        if exists is None:
-            return None
-        row = conn.execute(
-            "select backfill_done from stripe_raw.sync_state where object = 'events'"
-        ).fetchone()
-    return row[0] if row else None
+from tests.helpers.sync_process import backfill_done as _backfill_done
+from tests.helpers.sync_process import kill_once_rows as _kill_once_rows
+from tests.helpers.sync_process import raw_row_count as _rows
+from tests.helpers.sync_process import start_sync as _start_sync
 
 
 def test_injected_faults_give_the_same_tables(emulator_factory, database_url: str) -> None:
