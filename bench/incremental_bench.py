@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
@@ -40,6 +38,7 @@ from backfill_bench import (
     table,
     write_results,
 )
+from webhook_bench import _free_port, _wait_healthy
 
 from orchestration.transform import build
 
@@ -52,24 +51,6 @@ a = json.loads(sys.argv[1])
 app = create_app(a["database_url"], [a["secret"]], StripeApi(a["key"], a["api_base"], max_rps=20))
 uvicorn.run(app, host="127.0.0.1", port=a["port"], log_level="warning", access_log=False)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the webhook server did not become healthy")
 
 
 def _wait_events(database_url: str, ids: list[str], timeout: float = 300.0) -> bool:
@@ -131,7 +112,7 @@ def main() -> int:
             serve = {"database_url": db_hook, "secret": secret, "key": emu.key,
                      "api_base": emu.url, "port": port}  # fmt: skip
             server = subprocess.Popen([sys.executable, "-c", SERVE, json.dumps(serve)])
-            _wait_healthy(url)
+            _wait_healthy(url, timeout=60.0)
             targets = {db: Path(tmp) / name for db, name in ((db_poll, "a"), (db_hook, "b"))}
             _build(db_poll, targets[db_poll])  # first builds create the relations
             _build(db_hook, targets[db_hook])
