@@ -40,8 +40,10 @@ fmt: setup ## Format and fix: ruff, sqlfluff
 	$(BIN)/ruff check --fix .
 	$(BIN)/sqlfluff fix dbt_project --disable-progress-bar
 
-dev ui: setup ## The Dagster UI (webserver + daemon) on http://127.0.0.1:3000
+ui: setup ## The Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 	$(BIN)/python -m orchestration.ui
+
+dev: ui ## Same as `make ui` (dagster dev with the project's workspace)
 
 docs: setup ## Generate dbt docs and serve them on http://127.0.0.1:8080
 	$(BIN)/python -m orchestration.docs --serve
