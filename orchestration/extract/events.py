@@ -297,7 +297,11 @@ def _rows_for(
         result.refetched += 1
         response = fetched[i]
         if response is not None:
-            rows.append((touch.spec.table, loader.object_row(response.data, response.server_time)))
+            # Read after the event existed, so at least as new as it, whatever the Date header
+            # says: Stripe's Date can lag its event clock by a second or more, and a stamp older
+            # than the stored one would make the guard drop this newer state for good.
+            snapshot_at = max(response.server_time, event_time(touch.event))
+            rows.append((touch.spec.table, loader.object_row(response.data, snapshot_at)))
         elif event_obj.get("id") == touch.object_id:
             # Gone from Stripe: keep its last known state, flagged deleted.
             rows.append(

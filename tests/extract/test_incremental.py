@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import psycopg
 import pytest
 
 from orchestration.extract import sync_stripe
 from orchestration.extract.client import StripeApi
-from orchestration.extract.events import apply_events
+from orchestration.extract.events import apply_events, read_events
 from tests.extract.conftest import (
     assert_matches_emulator,
     assert_only_preflight_listed,
@@ -115,3 +116,32 @@ def test_apply_events_never_lets_an_older_event_overwrite_newer_state(
         client = StripeApi(emu.test_key, emu.url, max_rps=1000)
         apply_events(conn, client, list(reversed(events)))  # webhooks: any order, late
     assert_matches_emulator(database_url, emu)
+
+
+def test_a_refetch_stamped_by_a_lagging_date_header_still_replaces_older_state(
+    emulator_factory, database_url
+) -> None:
+    """Webhooks deliver one event at a time, and an object's second event in one second is
+    re-read (the stored stamp is ambiguous). Stripe's Date header can lag its event clock: the
+    re-read must still count as at least as new as the event that caused it, or it is dropped and
+    the row keeps an older state for good. Here the lag is an hour (the emulator's clock moved
+    ahead, and a fresh client has not learned that from the events API)."""
+    emu = emulator_factory(customers=200, seed=27)
+    sync_stripe(database_url, emu.test_key, api_base=emu.url, max_rps=1000)
+    emu.advance_clock(3600)
+    emu.tick(steps=60)
+    reader = StripeApi(emu.test_key, emu.url, max_rps=1000)
+    events = [e for page, _, _ in read_events(reader, None, None) for e in page]
+    events = [e for e in events if not e["livemode"]]
+    touched = Counter(object_id for e in events for object_id in _object_ids(e))
+    assert max(touched.values()) > 1, "no object changed twice: the race cannot happen"
+    lagging = StripeApi(emu.test_key, emu.url, max_rps=1000)  # has read no event: skew 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for event in events:  # oldest first, one delivery each
+            apply_events(conn, lagging, [event])
+    assert_matches_emulator(database_url, emu)
+
+
+def _object_ids(event: dict) -> list[str]:
+    obj = event["data"]["object"]
+    return [obj["id"]] if obj.get("id") else []
