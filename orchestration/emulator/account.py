@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration.emulator.catalog import plan_from_price
-from orchestration.emulator.render import Catalog, deleted_stub, is_legacy, render
+from orchestration.emulator.render import (
+    Catalog,
+    deleted_stub,
+    is_legacy,
+    render,
+    render_invoice_lines,
+    render_subscription_items,
+)
 from orchestration.emulator.store import KEY_CHARS, Store, encode_key
 
 _ALNUM = bytes.maketrans(b"-_", b"Xq")
@@ -136,6 +143,17 @@ class Account:
             return None
         compact, deleted = found
         return deleted_stub(kind, obj_id) if deleted else self.rendered(kind, compact, legacy)
+
+    def nested_list(
+        self, kind: str, obj_id: str, livemode: bool, legacy: bool
+    ) -> list[dict[str, Any]] | None:
+        """Every entry of an object's nested list (a subscription's items, an invoice's lines),
+        of which the object itself embeds only the first few; None when the object is unknown."""
+        found = self.store.get(kind, obj_id)
+        if found is None or found[1] or bool(found[0]["livemode"]) != livemode:
+            return None
+        renderer = render_subscription_items if kind == "subscriptions" else render_invoice_lines
+        return renderer(found[0], self.catalog, legacy)
 
     def save(self, kind: str, compact: dict[str, Any], *, deleted: bool = False) -> None:
         """Stores the current state of an object."""

@@ -481,19 +481,20 @@ class Api:
         _only(params, _PAGING | {"subscription"})
         if "subscription" not in params:
             raise ApiError(400, "Missing required param: subscription.", param="subscription")
-        sub = ctx.account.retrieve("subscriptions", _string(params, "subscription"), ctx.legacy)
-        if sub is None or sub.get("deleted") or sub["livemode"] != ctx.livemode:
-            raise _no_such("subscription", params["subscription"], "subscription")
-        return _page_in_memory(sub["items"]["data"], params, url, ctx, "subscription_item")
+        sub_id = _string(params, "subscription")
+        items = ctx.account.nested_list("subscriptions", sub_id, ctx.livemode, ctx.legacy)
+        if items is None:
+            raise _no_such("subscription", sub_id, "subscription")
+        return _page_in_memory(items, params, url, ctx, "subscription_item")
 
     def _invoice_lines(
         self, ctx: Ctx, invoice_id: str, params: dict[str, Any], url: str
     ) -> dict[str, Any]:
         _only(params, _PAGING)
-        inv = ctx.account.retrieve("invoices", invoice_id, ctx.legacy)
-        if inv is None or inv.get("deleted") or inv["livemode"] != ctx.livemode:
+        lines = ctx.account.nested_list("invoices", invoice_id, ctx.livemode, ctx.legacy)
+        if lines is None:
             raise _no_such("invoice", invoice_id, "invoice")
-        return _page_in_memory(inv["lines"]["data"], params, url, ctx, "line_item")
+        return _page_in_memory(lines, params, url, ctx, "line_item")
 
 
 def _filtered_page(

@@ -26,6 +26,14 @@ PRICES: list[tuple[str, str, str, int, str | None, int, str, str, int]] = [
     ("setup_fee", "setup", "usd", 4_900, None, 1, "licensed", "Setup fee", 0),
 ]
 
+# Add-on modules a few subscriptions stack beyond the 10 items Stripe embeds in a subscription
+# (generator.py). Never a first item (weight 0), and cheaper than every plan, so no upgrade picks
+# one either.
+MODULE_PRICES: list[tuple[str, str, str, int, str | None, int, str, str, int]] = [
+    (f"module_{i:02d}", "modules", "usd", 100 + 25 * i, "month", 1, "licensed", f"Module {i}", 0)
+    for i in range(1, 31)
+]
+
 # Each row: the product key, its name and its description.
 PRODUCTS: list[tuple[str, str, str | None]] = [
     ("starter", "Starter", "For individuals getting started."),
@@ -38,6 +46,9 @@ PRODUCTS: list[tuple[str, str, str | None]] = [
     ("seats", "Extra seats", None),
     ("setup", "Onboarding", "One-time setup."),
     ("legacy", "Legacy plan", "Retired and deleted."),
+]
+MODULE_PRODUCTS: list[tuple[str, str, str | None]] = [
+    ("modules", "Add-on modules", "One price per module."),
 ]
 
 # Each row: id, name, percent off, amount off, duration and duration in months.
@@ -52,7 +63,7 @@ COUPONS: list[tuple[str, str, float | None, int | None, str, int | None]] = [
 
 def product_object(obj_id: str, key: str, created: int, livemode: bool) -> dict[str, Any]:
     """A product in Stripe's shape."""
-    name, description = next((n, d) for k, n, d in PRODUCTS if k == key)
+    name, description = next((n, d) for k, n, d in PRODUCTS + MODULE_PRODUCTS if k == key)
     return {
         "id": obj_id,
         "object": "product",
@@ -113,6 +124,11 @@ def price_object(
         "unit_amount": amount,
         "unit_amount_decimal": str(amount),
     }
+
+
+def is_module(price: dict[str, Any]) -> bool:
+    """True for an add-on module's price (MODULE_PRICES)."""
+    return (price.get("lookup_key") or "").startswith("module_")
 
 
 def plan_from_price(price: dict[str, Any]) -> dict[str, Any]:

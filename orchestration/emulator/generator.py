@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing
 import os
 import random
@@ -15,9 +16,12 @@ from orchestration.emulator.catalog import (
     COUPONS,
     DAY,
     INTERVAL_SECONDS,
+    MODULE_PRICES,
+    MODULE_PRODUCTS,
     PRICES,
     PRODUCTS,
     coupon_object,
+    is_module,
     price_object,
     product_object,
 )
@@ -96,6 +100,9 @@ STATUS_WEIGHTS = [50, 9, 6, 3, 20, 3, 3, 6]
 BILLED = {"active", "past_due", "unpaid", "canceled", "paused"}
 TRIAL = 14 * DAY
 CHUNK = 10_000
+# Of a chunk's active and past-due USD monthly subscriptions, the first and then one in WIDE_EVERY
+# also stack add-on modules: 12 to 32 items, more than the 10 a subscription embeds.
+WIDE_EVERY = 400
 
 
 class Generator:
@@ -115,6 +122,8 @@ class Generator:
         # Statuses handed out first, so that even a 20-customer dataset has every one of them.
         self.forced_statuses: list[str] = []
         self.deletion_rate = 0.06
+        self.wide_every: int | None = None  # None: no module stacks (sign-ups during ticks)
+        self.wide_candidates = 0
 
     def row(
         self, kind: str, obj: dict[str, Any], status: str | None = None, deleted: bool = False
@@ -182,6 +191,26 @@ class Generator:
                 coupon["id"] = coupon["id"] + "_LIVE"
             self.acc.catalog.coupons[coupon["id"]] = coupon
             self.row("coupons", coupon)
+
+    def module_catalog(self) -> None:
+        """The add-on modules' product and prices. Made after both modes' catalog, so adding them
+        left every id generated before them as it was."""
+        start = self.now - HISTORY - 30 * DAY
+        product_ids = {}
+        for i, (key, _, _) in enumerate(MODULE_PRODUCTS):
+            product_ids[key] = self.acc.new_row_id("prod_", 14)
+            self.row("products", product_object(product_ids[key], key, start + 50 + i, self.live))
+        for i, spec in enumerate(MODULE_PRICES):
+            price = price_object(
+                self.acc.new_row_id("price_"),
+                spec,
+                product_ids[spec[1]],
+                start + 300 + i,
+                self.live,
+            )
+            self.acc.catalog.add_price(price)
+            self.price_ids[spec[0]] = price["id"]
+            self.row("prices", price, price["type"])
 
     def customers(self, count: int, first: int = 0) -> None:
         """count customers with their subscriptions, invoices, charges and sessions."""
@@ -295,6 +324,15 @@ class Generator:
                     start,
                 ]
             )
+        if (
+            self.wide_every
+            and status in ("active", "past_due")
+            and price["currency"] == "usd"
+            and (rec["interval"], rec["interval_count"]) == ("month", 1)
+        ):
+            if self.wide_candidates % self.wide_every == 0:
+                items += self.modules(sid, start, self.wide_candidates // self.wide_every)
+            self.wide_candidates += 1
         length = INTERVAL_SECONDS[rec["interval"]] * rec["interval_count"]
         anchor = trial_end or start
         ended = None
@@ -361,6 +399,16 @@ class Generator:
         if ended and status == "canceled":
             self.recent(ended, "customer.subscription.deleted", "subscriptions", sub)
 
+    def modules(self, sub_id: str, start: int, k: int) -> list[list]:
+        """Items of add-on modules for the k-th wide subscription of a chunk (24 for the first).
+        Their ids derive from the subscription's and they draw nothing from the random streams,
+        so every other generated object stayed as it was when they were added."""
+        count = 24 if k == 0 else 11 + (7 * k) % 20
+        return [
+            [_derived_id("si_", sub_id, spec[0]), self.price_ids[spec[0]], 1 + j % 3, start]
+            for j, spec in enumerate(MODULE_PRICES[:count])
+        ]
+
     def invoices(self, sub: dict[str, Any], cust: dict[str, Any], anchor: int, length: int) -> None:
         """The subscription's most recent invoices and their charges."""
         status = sub["status"]
@@ -405,9 +453,9 @@ class Generator:
             qty = quantity if quantity is not None else rng.randrange(0, 5000)
             amount = 0 if zero else price["unit_amount"] * qty
             subtotal += amount
-            lines.append(
-                [self.acc.new_id("il_", 14), price_id, qty, amount, period[0], period[1], si]
-            )
+            # A module's line id derives from the invoice's, like its item's (see modules()).
+            il = _derived_id("il_", iid, si) if is_module(price) else self.acc.new_id("il_", 14)
+            lines.append([il, price_id, qty, amount, period[0], period[1], si])
         total = subtotal - self.discount_amount(sub, created, subtotal)
         paid = state == "paid"
         charge_id = None
@@ -615,6 +663,11 @@ class Generator:
         self.rows, self.events = [], []
 
 
+def _derived_id(prefix: str, parent: str, salt: str) -> str:
+    """A Stripe-style id derived from its parent's id: unique, and drawn from no random stream."""
+    return prefix + hashlib.sha256(f"{parent}:{salt}".encode()).hexdigest()[:14]
+
+
 def generate(account: Account, customers: int, live_customers: int, seed: int = 0) -> None:
     """Fills an account with test- and live-mode data, in chunks that each have their own seed."""
     # Millions of short-lived containers make the cyclic GC rescan the heap over and over.
@@ -625,6 +678,10 @@ def generate(account: Account, customers: int, live_customers: int, seed: int = 
         for livemode in (False, True):
             gen = Generator(account, livemode)
             gen.catalog()
+            gen.flush_rows()
+        for livemode in (False, True):
+            gen = Generator(account, livemode)
+            gen.module_catalog()
             gen.flush_rows()
         chunks = [
             (seed, livemode, index, first, min(CHUNK, count - first))
@@ -646,7 +703,7 @@ def generate(account: Account, customers: int, live_customers: int, seed: int = 
 
 
 # Bump when generated data changes, so files written by older code are generated again.
-DATA_FORMAT = "1"
+DATA_FORMAT = "2"
 
 
 def load_or_generate(account: Account, customers: int, live_customers: int, seed: int) -> bool:
@@ -712,6 +769,7 @@ def _generate_chunk(account: Account, chunk: Chunk) -> None:
     gen.load_catalog()
     if index == 0:
         gen.forced_statuses = list(reversed(STATUSES))
+    gen.wide_every = WIDE_EVERY
     gen.customers(count, first)
     gen.flush()
 

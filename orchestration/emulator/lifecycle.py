@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestration.emulator.account import Account
-from orchestration.emulator.catalog import INTERVAL_SECONDS
+from orchestration.emulator.catalog import INTERVAL_SECONDS, is_module
 from orchestration.emulator.generator import Generator
 from orchestration.emulator.store import loads
 
@@ -148,6 +148,7 @@ class Lifecycle:
             and p["currency"] == current["currency"]
             and p["recurring"]["interval"] == current["recurring"]["interval"]
             and p["recurring"]["usage_type"] == "licensed"
+            and not is_module(p)
             and (p["unit_amount"] or 0) > (current["unit_amount"] or 0)
         ]
         if better and self.rng.random() < 0.5:

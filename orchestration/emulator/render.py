@@ -13,6 +13,8 @@ CURRENT_VERSION = "2026-10-28.endive"
 # 2025-03-31.basil moved current_period_* to subscription items and invoice.subscription under
 # invoice.parent; older versions keep the old shape.
 SHAPE_CHANGE_DATE = "2025-03-31"
+# Stripe embeds at most 10 entries of a nested list (a subscription's items, an invoice's lines).
+EMBEDDED_ITEMS = 10
 
 
 def is_legacy(version: str) -> bool:
@@ -249,8 +251,8 @@ def _discount(d: dict[str, Any] | None, cat: Catalog, customer: str, sub: str) -
     }
 
 
-def render_subscription(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
-    """A subscription; current_period_* sits on items, or on the subscription before basil."""
+def render_subscription_items(c: dict[str, Any], cat: Catalog, legacy: bool) -> list[dict]:
+    """Every item of a subscription, in creation order (what /v1/subscription_items pages)."""
     sub_id = c["id"]
     start, end = c["period"]
     items = []
@@ -273,12 +275,22 @@ def render_subscription(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[s
             item["current_period_start"] = start
             item["current_period_end"] = end
         items.append(item)
+    return items
+
+
+def render_subscription(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+    """A subscription; current_period_* sits on items, or on the subscription before basil."""
+    sub_id = c["id"]
+    start, end = c["period"]
+    items = render_subscription_items(c, cat, legacy)
     out = {**_SUBSCRIPTION, **c}
     del out["period"]
+    # Like every list Stripe embeds, `items` holds the first EMBEDDED_ITEMS only; has_more then
+    # says /v1/subscription_items (the url) has the rest.
     out["items"] = {
         "object": "list",
-        "data": items,
-        "has_more": False,
+        "data": items[:EMBEDDED_ITEMS],
+        "has_more": len(items) > EMBEDDED_ITEMS,
         "total_count": len(items),
         "url": f"/v1/subscription_items?subscription={sub_id}",
     }
@@ -348,14 +360,19 @@ def render_line(line: list, inv: dict[str, Any], cat: Catalog, legacy: bool) -> 
     return out
 
 
+def render_invoice_lines(c: dict[str, Any], cat: Catalog, legacy: bool) -> list[dict]:
+    """Every line of an invoice (what /v1/invoices/{id}/lines pages)."""
+    return [render_line(line, c, cat, legacy) for line in c["lines"]]
+
+
 def render_invoice(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
     """An invoice; the subscription sits under parent.subscription_details since basil."""
     out = {**_INVOICE, **c}
-    lines = [render_line(line, c, cat, legacy) for line in c["lines"]]
+    lines = render_invoice_lines(c, cat, legacy)
     out["lines"] = {
         "object": "list",
-        "data": lines,
-        "has_more": False,
+        "data": lines[:EMBEDDED_ITEMS],
+        "has_more": len(lines) > EMBEDDED_ITEMS,
         "total_count": len(lines),
         "url": f"/v1/invoices/{c['id']}/lines",
     }

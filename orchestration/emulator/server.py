@@ -16,7 +16,7 @@ from orchestration.emulator.account import PERMISSIONS, Account, Clock, KeyInfo
 from orchestration.emulator.api import Api, ApiError
 from orchestration.emulator.generator import generate, load_or_generate
 from orchestration.emulator.limits import FAULT_KINDS, Limits, Stats
-from orchestration.emulator.render import CURRENT_VERSION
+from orchestration.emulator.render import CURRENT_VERSION, render_subscription_items
 from orchestration.emulator.store import Store, loads
 from orchestration.emulator.webhooks import Deliverer, matches
 
@@ -156,13 +156,24 @@ class Emulator:
 
     # --- ground truth for tests ---------------------------------------------------------------
 
-    def objects(self, table: str, livemode: bool = False) -> dict[str, dict[str, Any]]:
-        """Every non-deleted object of a table and mode, exactly as GET retrieve returns it."""
+    def objects(
+        self, table: str, livemode: bool = False, *, all_items: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """Every non-deleted object of a table and mode, exactly as GET retrieve returns it.
+
+        With all_items, subscriptions embed every item (`items.has_more` false) instead of the
+        first 10: the shape the extractor stores after completing them.
+        """
         kind = self._kind(table)
-        return {
-            obj_id: self.account.rendered(kind, loads(data), False)
-            for obj_id, data in self.account.store.ids(kind, livemode, deleted=False)
-        }
+        out = {}
+        for obj_id, data in self.account.store.ids(kind, livemode, deleted=False):
+            compact = loads(data)
+            obj = self.account.rendered(kind, compact, False)
+            if all_items and kind == "subscriptions" and obj["items"]["has_more"]:
+                every = render_subscription_items(compact, self.account.catalog, False)
+                obj["items"] = {**obj["items"], "data": every, "has_more": False}
+            out[obj_id] = obj
+        return out
 
     def deleted_ids(self, table: str, livemode: bool = False) -> set[str]:
         """Ids of the deleted objects of a table and mode."""
@@ -287,8 +298,8 @@ class Emulator:
             ).fetchone()
         if row is None:
             return None
-        sub = acc.rendered("subscriptions", loads(row[0]), legacy)
-        return next((i for i in sub["items"]["data"] if i["id"] == si), None)
+        items = render_subscription_items(loads(row[0]), acc.catalog, legacy)
+        return next((i for i in items if i["id"] == si), None)
 
     def _on_event(self, acc: Account, event: dict[str, Any]) -> int:
         """Queues signed deliveries; returns how many endpoints will receive the event."""

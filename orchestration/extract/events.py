@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from orchestration.extract import loader
+from orchestration.extract import items, loader, state
 from orchestration.extract.client import API_VERSION, Response, StripeApi
 from orchestration.extract.objects import BY_STRIPE_OBJECT, BY_TABLE, OBJECTS, ObjectSpec
 
@@ -24,6 +24,7 @@ EVENT_RETENTION = timedelta(days=30)  # Stripe keeps events for 30 days
 SETTLED = 5
 REFETCH_THREADS = 16
 PAGE_SIZE = 100
+REFRESH_BATCH = 200  # customers refreshed per transaction (see refresh_stored_customers)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class ApplyResult:
     refetched: int = 0  # objects re-read from Stripe (other API version, or ids to expand)
     deleted: int = 0  # objects marked deleted
     completed_customers: int = 0  # new-only mode: customers brought in whole on first touch
+    refreshed_customers: int = 0  # new-only mode past the retention: stored ones read again
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ def apply_events(
     rows = _rows_for(client, touches, result)
     if _sync_mode(conn, client.livemode) == "new-only":
         rows += _complete_customers(conn, client, touches, result)
+    rows = items.complete_rows(client, rows)
     with conn.transaction():
         result.new_events = loader.insert_events(conn, events)
         # Tables in OBJECTS order (and ids sorted inside upsert_objects): a sync and the webhook
@@ -341,15 +344,19 @@ def _complete_customers(
     with ThreadPoolExecutor(REFETCH_THREADS) as pool:
         parts = list(pool.map(lambda c: _whole_customer(client, c), missing))
     result.completed_customers += len(missing)
-    return [row for part in parts for row in part]
+    return [row for part in parts for row in part or []]
 
 
-def _whole_customer(client: StripeApi, customer_id: str) -> list[tuple[str, loader.ObjectRow]]:
-    rows: list[tuple[str, loader.ObjectRow]] = []
+def _whole_customer(
+    client: StripeApi, customer_id: str
+) -> list[tuple[str, loader.ObjectRow]] | None:
+    """A customer's record, every subscription and latest charge, as rows (subscriptions may
+    still embed part of their items: callers complete them); None when Stripe no longer has
+    the customer."""
     customer = client.retrieve(f"/v1/customers/{customer_id}")
     if customer is None:
-        return rows
-    rows.append(("customers", loader.object_row(customer.data, customer.server_time)))
+        return None
+    rows = [("customers", loader.object_row(customer.data, customer.server_time))]
     subs = BY_TABLE["subscriptions"]
     params: dict[str, Any] = {"customer": customer_id, "limit": PAGE_SIZE, **subs.list_params}
     params["expand"] = list(subs.expand)
@@ -363,6 +370,61 @@ def _whole_customer(client: StripeApi, customer_id: str) -> list[tuple[str, load
     charges = client.get("/v1/charges", customer=customer_id, limit=1)
     rows += [("charges", loader.object_row(c, charges.server_time)) for c in charges.data["data"]]
     return rows
+
+
+def refresh_stored_customers(
+    conn: psycopg.Connection, client: StripeApi, progress: dict[str, Any]
+) -> ApplyResult:
+    """New-only mode, when the events cursor has outlived Stripe's event retention: the changes
+    since then cannot be replayed, and a backfill would import the history the user chose to
+    skip. Instead every customer already stored is read again whole (record, every subscription,
+    latest charge), those Stripe no longer returns are flagged deleted, and the cursor restarts
+    at `progress`'s (taken when the refresh began; events since then replay afterwards).
+
+    Customers go in id order, REFRESH_BATCH per transaction, each committing its rows with the
+    last id done (sync_state.refresh_progress); the last one commits the new cursor instead. A
+    killed refresh leaves the old, expired cursor, so the next sync resumes it."""
+    total = ApplyResult()
+    after = progress.get("after") or ""
+    while True:
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "select id from stripe_raw.customers where livemode = %s and not is_deleted"
+                " and id > %s order by id limit %s",
+                (client.livemode, after, REFRESH_BATCH),
+            )
+        ]
+        with ThreadPoolExecutor(REFETCH_THREADS) as pool:
+            parts = list(pool.map(lambda c: _whole_customer(client, c), ids))
+        rows = items.complete_rows(client, [row for part in parts if part for row in part])
+        gone = [c for c, part in zip(ids, parts, strict=True) if part is None]
+        final = len(ids) < REFRESH_BATCH
+        with conn.transaction():
+            for table in (spec.table for spec in OBJECTS):
+                table_rows = [row for name, row in rows if name == table]
+                if table_rows:
+                    total.written[table] += loader.upsert_objects(conn, table, table_rows)
+            if gone:
+                # Deletion is sticky (Stripe never reuses an id): the last state stays, flagged.
+                total.deleted += conn.execute(
+                    "update stripe_raw.customers set is_deleted = true, synced_at = now()"
+                    " where id = any(%s) and not is_deleted",
+                    (gone,),
+                ).rowcount
+            if final:
+                state.restart_cursor(
+                    conn,
+                    client.livemode,
+                    progress["cursor"],
+                    datetime.fromisoformat(progress["cursor_at"]),
+                )
+            else:
+                state.save_refresh(conn, client.livemode, {**progress, "after": ids[-1]})
+        total.refreshed_customers += len(ids) - len(gone)
+        if final:
+            return total
+        after = ids[-1]
 
 
 def run_incremental(
@@ -494,3 +556,4 @@ def _add(total: ApplyResult, part: ApplyResult) -> None:
     total.refetched += part.refetched
     total.deleted += part.deleted
     total.completed_customers += part.completed_customers
+    total.refreshed_customers += part.refreshed_customers

@@ -78,7 +78,8 @@ def init_state(
                     account_id = excluded.account_id, status = 'running',
                     cursor = excluded.cursor, cursor_at = excluded.cursor_at,
                     backfill_done = excluded.backfill_done, mode = excluded.mode,
-                    backfill_progress = null, started_at = now(), updated_at = now()
+                    backfill_progress = null, refresh_progress = null, started_at = now(),
+                    updated_at = now()
                 """,
                 (name, livemode, account_id, cursor, cursor_at, backfill_done, mode),
             )
@@ -124,6 +125,37 @@ def start_backfill(
             " cursor = %s, cursor_at = %s, updated_at = now() where livemode = %s",
             (cursor, cursor_at, livemode),
         )
+
+
+def load_refresh(conn: psycopg.Connection, livemode: bool) -> dict[str, Any] | None:
+    """The committed progress of an interrupted new-only refresh (None: none is under way)."""
+    row = conn.execute(
+        "select refresh_progress from stripe_raw.sync_state"
+        " where object = 'events' and livemode = %s",
+        (livemode,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def save_refresh(conn: psycopg.Connection, livemode: bool, progress: dict[str, Any]) -> None:
+    """New-only refresh progress; call inside the transaction that commits its rows."""
+    conn.execute(
+        "update stripe_raw.sync_state set refresh_progress = %s, updated_at = now()"
+        " where object = 'events' and livemode = %s",
+        (Jsonb(progress), livemode),
+    )
+
+
+def restart_cursor(
+    conn: psycopg.Connection, livemode: bool, cursor: str | None, cursor_at: datetime
+) -> None:
+    """The events cursor of one mode restarts at `cursor` (the end of a new-only refresh); call
+    inside the transaction that commits the refresh's last rows."""
+    conn.execute(
+        "update stripe_raw.sync_state set cursor = %s, cursor_at = %s, refresh_progress = null,"
+        " updated_at = now() where livemode = %s",
+        (cursor, cursor_at, livemode),
+    )
 
 
 def finish_backfill(conn: psycopg.Connection, livemode: bool) -> None:

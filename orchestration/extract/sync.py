@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from orchestration.errors import DatabaseError, SettingsError, StateMismatchError, StripeSyncError
-from orchestration.extract import backfill, events, loader, state
+from orchestration.extract import backfill, events, items, loader, state
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.extract.objects import OBJECTS, STATE_OBJECTS
 from orchestration.extract.preflight import AccessReport, check_access, require_access
@@ -41,7 +41,9 @@ class SyncResult:
     account_id: str
     livemode: bool
     mode: str  # import-existing / new-only: the first sync's choice for this mode
-    kind: str  # what ran: backfill, resumed-backfill, re-backfill, reconcile, incremental, new-only
+    # What ran: backfill, resumed-backfill, re-backfill, reconcile, incremental, new-only, or
+    # refresh (new-only mode past the event retention: stored customers read again).
+    kind: str
     objects: dict[str, ObjectResult] = field(default_factory=dict)
     seconds: float = 0.0
     requests: int = 0
@@ -208,6 +210,8 @@ def _run(
     result = SyncResult(access.account_id, livemode, mode, kind, warnings=warnings)
     for spec in OBJECTS:
         result.objects[spec.table] = ObjectResult(spec.table)
+    if kind == "refresh":
+        cursor_second = _refresh(conn, client, result)
     states = state.load_state(conn, livemode)
     backfilled = not states["events"].backfill_done
     if backfilled:
@@ -217,6 +221,9 @@ def _run(
         conn, client, ev.cursor, ev.cursor_at, cursor_second=cursor_second, poll=not backfilled
     )
     _add_applied(result, applied)
+    # The backfill stores subscriptions as the list pages carried them (10 items at most). Every
+    # sync completes what is stored incomplete, so rows a killed run left are fixed by the next.
+    items.complete_stored(conn, client)
     counts = state.record_success(conn, livemode)
     for spec in OBJECTS:
         result.objects[spec.table].rows = counts[spec.table]
@@ -258,22 +265,48 @@ def _later_sync_kind(
         return "incremental", second, None
     warning = None
     if problem is not None:
-        action = "restarting from now" if mode == "new-only" else "running a fresh backfill"
+        action = (
+            "refreshing the customers already stored, then restarting from now"
+            if mode == "new-only"
+            else "running a fresh backfill"
+        )
         warning = f"{problem}: changes since then cannot be replayed, {action}"
         log.warning("%s", warning)
+        if mode == "new-only":
+            # A backfill would import the history the user chose to skip (events.py's
+            # refresh_stored_customers). The old cursor stays until the refresh commits its
+            # last rows, so a killed refresh runs again.
+            return "refresh", None, warning
     if problem is None:
         # Reconcile: keep the cursor, so events since the last sync still replay afterwards.
         cursor, at = ev.cursor, ev.cursor_at
     else:
         cursor, at, second = events.start_cursor(conn, client)
-    if problem is not None and mode == "new-only":
-        state.init_state(
-            conn, client.livemode, ev.account_id, mode=mode, cursor=cursor,
-            cursor_at=at, backfill_done=True,
-        )  # fmt: skip
-        return "new-only", second, warning
     state.start_backfill(conn, client.livemode, cursor, at)
     return ("reconcile" if problem is None else "re-backfill"), second, warning
+
+
+def _refresh(conn: psycopg.Connection, client: StripeApi, result: SyncResult) -> int | None:
+    """New-only mode past the event retention: refreshes the stored customers (resuming an
+    interrupted refresh while its cursor is still replayable) and restarts the cursor. Returns
+    the new cursor event's second."""
+    progress = state.load_refresh(conn, client.livemode)
+    if progress is not None:
+        at = datetime.fromisoformat(progress["cursor_at"])
+        if events.cursor_problem(client, progress["cursor"], at)[0] is None:
+            log.info("resuming the refresh of stored customers after %s", progress["after"])
+        else:
+            progress = None
+    if progress is None:
+        # Taken first, as a new-only start does: changes made during the refresh replay after it.
+        cursor, at, second = events.start_cursor(conn, client)
+        progress = {"cursor": cursor, "cursor_at": at.isoformat(), "second": second, "after": ""}
+        with conn.transaction():
+            state.save_refresh(conn, client.livemode, progress)
+    applied = events.refresh_stored_customers(conn, client, progress)
+    _add_applied(result, applied)
+    result.objects["customers"].deleted += applied.deleted
+    return progress["second"]
 
 
 def _backfill(

@@ -255,3 +255,43 @@ def test_live_key_sees_only_live_data(shared: Emulator) -> None:
     test_id = next(iter(shared.objects("customers")))
     with pytest.raises(stripe.InvalidRequestError):
         live.v1.customers.retrieve(test_id)
+
+
+def test_a_subscription_embeds_ten_items_and_lists_the_rest(
+    shared: Emulator, client: stripe.StripeClient
+) -> None:
+    """Like Stripe, a subscription embeds at most 10 items (has_more, total_count, url); the
+    items list pages through all of them."""
+    wide = [s for s in shared.objects("subscriptions").values() if s["items"]["has_more"]]
+    assert wide, "the generator made no subscription with more than 10 items"
+    sub = wide[0]
+    embedded = sub["items"]
+    assert len(embedded["data"]) == 10
+    assert embedded["total_count"] > 10
+    assert embedded["url"] == f"/v1/subscription_items?subscription={sub['id']}"
+    listed = list(
+        client.v1.subscription_items.list(
+            {"subscription": sub["id"], "limit": 7}
+        ).auto_paging_iter()
+    )
+    ids = [i.id for i in listed]
+    assert len(ids) == len(set(ids)) == embedded["total_count"]
+    assert ids[:10] == [i["id"] for i in embedded["data"]]
+    assert {i.subscription for i in listed} == {sub["id"]}
+    complete = shared.objects("subscriptions", all_items=True)[sub["id"]]["items"]
+    assert [i["id"] for i in complete["data"]] == ids and complete["has_more"] is False
+    assert client.v1.subscription_items.retrieve(ids[-1]).id == ids[-1]  # beyond the embedded ten
+    prices = [i.price.id for i in listed]
+    assert len(prices) == len(set(prices)), "Stripe allows each price once per subscription"
+    assert {(i.price.currency, i.price.recurring.interval) for i in listed} == {("usd", "month")}
+
+
+def test_an_invoice_embeds_ten_lines_and_lists_the_rest(
+    shared: Emulator, client: stripe.StripeClient
+) -> None:
+    wide = next(s for s in shared.objects("subscriptions").values() if s["items"]["has_more"])
+    invoice = shared.objects("invoices")[wide["latest_invoice"]]
+    assert invoice["lines"]["has_more"] is True and len(invoice["lines"]["data"]) == 10
+    lines = list(client.v1.invoices.line_items.list(invoice["id"], {"limit": 100}).data)
+    assert len(lines) == invoice["lines"]["total_count"] > 10
+    assert sum(line.amount for line in lines) == invoice["subtotal"]

@@ -74,7 +74,7 @@ def test_new_only_mode_imports_nothing_then_whole_touched_customers(
         i for i, (_, deleted) in raw_rows(database_url, "customers").items() if not deleted
     }
     assert customers, "the ticks touched no customer"
-    truth_subs = emu.objects("subscriptions")
+    truth_subs = emu.objects("subscriptions", all_items=True)
     stored_subs = raw_rows(database_url, "subscriptions")
     for sub_id, sub in truth_subs.items():
         if sub["customer"] in customers:

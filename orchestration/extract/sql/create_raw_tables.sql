@@ -57,6 +57,10 @@ create index if not exists events_created_idx on stripe_raw.events (created, id)
 create index if not exists customers_livemode_idx on stripe_raw.customers (livemode);
 create index if not exists subscriptions_customer_idx on stripe_raw.subscriptions ((data ->> 'customer'));
 create index if not exists charges_customer_idx on stripe_raw.charges ((data ->> 'customer'));
+-- Subscriptions stored with part of their items (Stripe embeds 10): items.py completes them on
+-- every sync, and this keeps finding none cheap.
+create index if not exists subscriptions_items_incomplete_idx on stripe_raw.subscriptions (id)
+where (data -> 'items' ->> 'has_more') = 'true';
 
 -- Product activity written by the user (SQL, reverse ETL, ...), read for "Last Activity".
 create table if not exists stripe_raw.activity_events (
@@ -88,3 +92,6 @@ create table if not exists stripe_raw.sync_state (
 alter table stripe_raw.sync_state add column if not exists mode text;
 alter table stripe_raw.sync_state add column if not exists backfill_progress jsonb;
 alter table stripe_raw.sync_state add column if not exists started_at timestamptz;
+-- New-only mode past the event retention (events.refresh_stored_customers), on the events row:
+-- the cursor the refresh restarts from and the last customer id refreshed, so a kill resumes.
+alter table stripe_raw.sync_state add column if not exists refresh_progress jsonb;

@@ -9,7 +9,8 @@ subscriptions as (
         and (not is_deleted or data ? 'status')
 ),
 
--- Items are embedded in the subscription (data.items.data), each with its price expanded inline.
+-- Items are embedded in the subscription (data.items.data), each with its price expanded inline;
+-- all of them, as the extractor completes the 10 Stripe embeds (extract/items.py).
 -- Position 1 is "the first item" of CONTRACT.md (Stripe keeps items in creation order).
 items as (
     select
