@@ -11,10 +11,14 @@ DBT := $(BIN)/dbt --no-use-colors
 DBT_FLAGS := --project-dir . --profiles-dir profiles
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup demo test lint fmt dev ui docs bench chaos ui-snapshot stop clean
+.PHONY: help setup demo test lint fmt dev ui docs bench chaos audit-secrets ui-snapshot stop clean
+# Chaos at full size (make chaos); CHAOS_FULL=0 runs the small size `make test` runs.
+CHAOS_FULL ?= 1
+# Where `make audit-secrets` keeps each step's output: a new folder per run in the state dir.
+AUDIT_LOGS := $(or $(STRIPE_SYNC_HOME),.stripe-sync)/audit/$(shell date -u +%Y%m%dT%H%M%SZ)
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(SYSTEM_PYTHON) -m pip install --quiet uv
@@ -51,8 +55,19 @@ docs: setup ## Generate dbt docs and serve them on http://127.0.0.1:8080
 bench: setup ## Benchmarks: medians and ratios, bench/results/*.json (BENCH_ARGS=--quick: small)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
-chaos: setup ## Kill, fault, Postgres-restart and clock-jump tests at full size
-	STRIPE_SYNC_CHAOS_FULL=1 $(BIN)/pytest tests/chaos -v -rA --durations=0
+chaos: setup ## Kill, fault, Postgres-restart and clock-jump tests at full size (CHAOS_FULL=0: small)
+	STRIPE_SYNC_CHAOS_FULL=$(CHAOS_FULL) $(BIN)/pytest tests/chaos -v -rA --durations=0
+
+# The benches and the chaos tests audit their own databases and output before dropping them; the
+# last step audits what is left: the demo's databases, the state dir and the captured output.
+audit-secrets: export STRIPE_SYNC_SECRETS_AUDIT = 1
+audit-secrets: setup ## Demo, bench, chaos, then no key or webhook secret in any table, log or file
+	@mkdir -p $(AUDIT_LOGS) && echo "audit-secrets: each step's output goes to $(AUDIT_LOGS)/"
+	set -o pipefail; $(MAKE) --no-print-directory demo 2>&1 | tee $(AUDIT_LOGS)/demo.log
+	set -o pipefail; $(MAKE) --no-print-directory bench 2>&1 | tee $(AUDIT_LOGS)/bench.log
+	set -o pipefail; $(MAKE) --no-print-directory chaos 2>&1 | tee $(AUDIT_LOGS)/chaos.log
+	STRIPE_SYNC_AUDIT_LOGS=$(AUDIT_LOGS) $(BIN)/pytest -rA \
+		tests/test_secrets.py::test_no_secret_after_demo_bench_and_chaos
 
 ui-snapshot: setup ## Screenshots of the Dagster UI into docs/ (needs Debian's chromium)
 	$(BIN)/python -m orchestration.ui --snapshot docs

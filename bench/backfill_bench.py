@@ -36,6 +36,7 @@ from psycopg import sql
 from orchestration.extract.client import StripeApi
 from orchestration.extract.objects import OBJECTS
 from orchestration.warehouse import server_url_for_tests, with_database
+from tests.helpers.secrets_scan import AUDIT_ENABLED, scan_server
 
 PAGE = 100
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -141,11 +142,24 @@ def fresh_database() -> Iterator[str]:
     try:
         yield with_database(server, name)
     finally:
-        with psycopg.connect(with_database(server, "postgres"), autocommit=True) as admin:
-            for db in (name, f"{name}_dagster"):
-                admin.execute(
-                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db))
-                )
+        drop_database(server, name)
+
+
+def drop_database(server: str, name: str) -> None:
+    """Drops a bench database and its `_dagster` twin, after auditing both for API keys and
+    webhook secrets (issue 9; off with STRIPE_SYNC_SECRETS_AUDIT=0); raises, once they are
+    dropped, if either held one."""
+    started = time.monotonic()
+    scan = scan_server(server, [name, f"{name}_dagster"]) if AUDIT_ENABLED else None
+    with psycopg.connect(with_database(server, "postgres"), autocommit=True) as admin:
+        for db in (name, f"{name}_dagster"):
+            admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db))
+            )
+    if scan is not None:
+        print(f"    secrets audit of {name}: {scan.summary()} ({time.monotonic() - started:.1f} s)",
+              flush=True)  # fmt: skip
+        scan.raise_on_hits(f"bench database {name}, just before it was dropped")
 
 
 def run_sync(**args: Any) -> dict[str, Any]:

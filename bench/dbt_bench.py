@@ -26,7 +26,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
 
-from backfill_bench import print_table, table, write_results
+from backfill_bench import drop_database, print_table, table, write_results
 
 from orchestration.transform import RAW_TABLES_SQL, build
 from orchestration.warehouse import server_url_for_tests, with_database
@@ -224,10 +224,7 @@ def bench(server_url: str, customers: int, runs: int) -> list[float]:
                 )
         return durations
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
+        drop_database(server_url, name)
 
 
 def main() -> int:

@@ -7,6 +7,10 @@
 
 Every argument is passed on to each bench (each ignores the ones it does not know). The emulator's
 own bench (bench/emulator_bench.py) belongs to the emulator work; add it with `--only emulator`.
+
+Secrets audit (issue 9): each bench scans its databases for API keys and webhook secrets before
+dropping them (backfill_bench.drop_database); this runner scans what the benches printed and what
+they wrote in results/. A hit fails the run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent))  # `python bench/run_all.py` finds tests.helpers too
+
+from tests.helpers.secrets_scan import Scan, scan_files, scan_text  # noqa: E402
+
 RESULTS = BENCH_DIR / "results"
 ORDER = ("backfill", "incremental", "memory", "dbt", "webhook")
 TITLES = {
@@ -82,6 +90,19 @@ def _section(name: str) -> str:
     return head + json.dumps(data)[:500] + "\n"
 
 
+def _run_teed(command: list[str]) -> tuple[int, str]:
+    """Runs a bench, its output (stderr too) shown as it comes and also returned for the audit."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines = []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    return proc.wait(), "".join(lines)
+
+
 def main() -> int:
     """Runs bench/<name>_bench.py for each selected name; non-zero when one fails."""
     argv = sys.argv[1:]
@@ -89,6 +110,7 @@ def main() -> int:
     started_all = time.monotonic()
     print(f"machine: {_machine()}")
     failures, durations = [], {}
+    audit = Scan()
     selected = [] if "--summary-only" in argv else _selected(argv)
     for name in selected:
         script = BENCH_DIR / f"{name}_bench.py"
@@ -98,11 +120,12 @@ def main() -> int:
             continue
         print(f"\n=== {name} ({script.name}) ===", flush=True)
         started = time.monotonic()
-        done = subprocess.run([sys.executable, str(script), *_passed_on(argv)], check=False)
+        code, output = _run_teed([sys.executable, str(script), *_passed_on(argv)])
         durations[name] = time.monotonic() - started
-        print(f"--- {name}: exit {done.returncode} in {durations[name]:.0f} s", flush=True)
-        if done.returncode:
+        print(f"--- {name}: exit {code} in {durations[name]:.0f} s", flush=True)
+        if code:
             failures.append(name)
+        audit += scan_text(output, f"output of {script.name}")
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = [f"## Benchmarks, {stamp}", "", f"Machine: {_machine()}.", ""]
@@ -114,6 +137,12 @@ def main() -> int:
     print(text)
     print(f"total {time.monotonic() - started_all:.0f} s; "
           + ", ".join(f"{n} {s:.0f} s" for n, s in durations.items()))  # fmt: skip
+    # Each bench audits its databases before dropping them; what they printed and wrote is here.
+    audit += scan_files(RESULTS)
+    print(f"secrets audit of the benches' output and {RESULTS.name}/: {audit.report()}")
+    if audit.hits:
+        print("SECRETS FOUND in the bench output or results (masked above): failing the run")
+        failures.append("secrets audit")
     if failures:
         print(f"failed: {', '.join(failures)}")
     return 1 if failures else 0

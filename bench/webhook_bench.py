@@ -37,6 +37,10 @@ import psycopg
 import stripe
 from psycopg import sql
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
+
+from backfill_bench import drop_database
+
 from orchestration.extract.client import API_VERSION
 from orchestration.warehouse import server_url_for_tests, with_database
 
@@ -386,10 +390,7 @@ def main() -> int:
         if child is not None:
             child.terminate()
             child.join(10)
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
-            )
+        drop_database(server_url, dbname)
 
     expected_unique = args.events
     complete = load["sent"] == len(bodies)

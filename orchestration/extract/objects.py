@@ -55,7 +55,8 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         permission="Subscriptions: Read",
         # status=all: canceled and incomplete_expired ones too (churned customers need them).
         list_params=MappingProxyType({"status": "all"}),
-        # Discounts inline for MRR; items and their prices come embedded anyway.
+        # Discounts inline for MRR; items and their prices come embedded anyway (the first 10:
+        # items.py completes the rest).
         expand=("data.discounts",),
         expanded_fields=("discounts",),
     ),

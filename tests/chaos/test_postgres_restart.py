@@ -14,6 +14,7 @@ from orchestration.embedded.postgres import embedded_server_url, start_embedded_
 from tests.chaos.conftest import RESTART_CUSTOMERS
 from tests.cli.helpers import ENV_VARS
 from tests.extract.conftest import assert_matches_emulator, duplicate_count
+from tests.helpers.secrets_scan import scan_database, scan_text
 from tests.helpers.sync_process import raw_row_count
 
 
@@ -55,7 +56,7 @@ def test_postgres_restart_mid_sync_fails_cleanly_then_converges(emulator_factory
         server.stop()
         time.sleep(1.0)
         server = start_embedded_server(state)
-        _, stderr = proc.communicate(timeout=300)
+        stdout, stderr = proc.communicate(timeout=300)
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         assert "Traceback" not in stderr, stderr
         if proc.returncode != 0:
@@ -65,10 +66,15 @@ def test_postgres_restart_mid_sync_fails_cleanly_then_converges(emulator_factory
             assert _statuses(url) == {"failed"}
 
         rerun = _cli(["sync"], env)
-        _, err = rerun.communicate(timeout=300)
+        out, err = rerun.communicate(timeout=300)
         assert rerun.returncode == 0, err
         assert _statuses(url) == {"ok"}
         assert_matches_emulator(url, emu)
         assert duplicate_count(url) == 0
+
+        # This warehouse dies with tmp_path, past the fixtures' audit: audit it and the output here.
+        audit = scan_database(url, [emu.test_key])
+        audit += scan_text(stdout + stderr + out + err, "the syncs' output", [emu.test_key])
+        assert audit.hits == [], audit.report()
     finally:
         server.stop()

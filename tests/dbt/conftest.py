@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from dbt_raw_dataset import AS_OF, insert_raw_dataset
-from psycopg import sql
 
 from orchestration.transform import RAW_TABLES_SQL, BuildResult, build
 from orchestration.warehouse import with_database
+from tests.conftest import _create_database, _drop_database
 
 
 def create_raw_tables(database_url: str) -> None:
@@ -30,10 +29,7 @@ def built_warehouse(
     Shared by the read-only tests of test_marts.py and test_docs.py; tests that write make their
     own database with `database_url`.
     """
-    name = f"stripe_sync_test_{uuid.uuid4().hex[:12]}"
-    admin_url = with_database(server_url, "postgres")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    name = _create_database(server_url, "stripe_sync_test")
     url = with_database(server_url, name)
     try:
         create_raw_tables(url)
@@ -42,10 +38,7 @@ def built_warehouse(
         result = build(url, as_of=AS_OF, livemode=False, target_path=target)
         yield url, result
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
+        _drop_database(server_url, name)  # audited for secrets first, like every test database
 
 
 def fetch_dicts(database_url: str, query: str) -> list[dict[str, object]]:

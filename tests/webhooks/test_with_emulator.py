@@ -81,9 +81,10 @@ def test_register_refuses_a_key_without_webhook_endpoints_write(emulator):
     assert _endpoints(emulator) == []
 
 
-def test_register_works_with_a_restricted_key_that_may_write_endpoints(emulator):
+def test_register_works_with_a_restricted_key_that_may_write_endpoints(emulator, capsys):
     key = emulator.restricted_key(permissions={"Webhook Endpoints: Write"})
     registration = register_endpoint(_settings(emulator, key), url="https://hooks.example.com/y")
+    assert registration.secret in capsys.readouterr().out  # shown once by design, read here
     assert registration.created
 
 
@@ -125,12 +126,13 @@ def test_event_types_cover_every_synced_object_and_exist_in_stripe():
     assert len(set(CONSUMED_EVENT_TYPES)) == len(CONSUMED_EVENT_TYPES)
 
 
-def test_emulator_deliveries_keep_raw_tables_equal_to_stripe(emulator, database_url):
+def test_emulator_deliveries_keep_raw_tables_equal_to_stripe(emulator, database_url, capsys):
     sync_stripe(database_url, emulator.test_key, api_base=emulator.url, max_rps=1000)
     client = StripeApi(emulator.test_key, emulator.url, max_rps=1000)
     before, _ = newest_event(client)
     with RunningServer() as server:
         registration = register_endpoint(_settings(emulator), url=server.webhook_url)
+        capsys.readouterr()  # the signing secret, shown once by design: not for the audited log
         server.start(create_app(database_url, [registration.secret], client))
         emulator.tick(60)
         emulator.flush_webhooks()
@@ -163,13 +165,14 @@ def test_event_in_another_api_version_is_refetched_inside_the_handler(emulator, 
 
 
 def test_deliveries_from_an_account_on_an_older_api_version_converge(
-    emulator_factory, database_url
+    emulator_factory, database_url, capsys
 ):
     emu = emulator_factory(seed=2, api_version=LEGACY_VERSION, rate_limit=None)
     sync_stripe(database_url, emu.test_key, api_base=emu.url, max_rps=1000)
     client = StripeApi(emu.test_key, emu.url, max_rps=1000)
     with RunningServer() as server:
         registration = register_endpoint(_settings(emu), url=server.webhook_url)
+        capsys.readouterr()  # the signing secret, shown once by design: not for the audited log
         server.start(create_app(database_url, [registration.secret], client))
         emu.tick(30)
         emu.flush_webhooks()
