@@ -272,6 +272,8 @@ def permission_for_path(path: str) -> str:
         return EVENTS_PERMISSION
     if path.startswith("/v1/webhook_endpoints"):
         return "Webhook Endpoints: Write"
+    if path.startswith("/v1/subscription_items"):  # items past a subscription's embedded 10
+        return "Subscriptions: Read"
     for spec in OBJECTS:
         if path.startswith(spec.list_path):
             return spec.permission

@@ -13,6 +13,7 @@ from orchestration.errors import (
     SyncBusyError,
 )
 from orchestration.extract import check_access, sync_stripe
+from orchestration.extract.client import StripeApi
 from orchestration.extract.loader import sync_lock
 from orchestration.extract.objects import EVENTS_PERMISSION, OBJECTS
 
@@ -94,3 +95,13 @@ def test_failed_sync_records_status_and_sanitized_error(
         rows = conn.execute("select status, last_error from stripe_raw.sync_state").fetchall()
     assert {status for status, _ in rows} == {"failed"}
     assert all("[redacted key]" in error and emulator.test_key not in error for _, error in rows)
+
+
+def test_items_past_the_embedded_ten_need_subscriptions_read(emulator) -> None:
+    """Completing a subscription's items reads /v1/subscription_items: a key without
+    Subscriptions: Read is told so in the Dashboard's words, not with a bare path."""
+    key = emulator.restricted_key(permissions=set(REQUIRED) - {"Subscriptions: Read"})
+    client = StripeApi(key, emulator.url, max_rps=1000)
+    with pytest.raises(PermissionsError) as caught:
+        client.get("/v1/subscription_items", subscription="sub_x", limit=100)
+    assert "Subscriptions: Read" in caught.value.one_line()
