@@ -73,30 +73,35 @@ def sync_lag_result(
     )
 
 
+CUSTOMER_COUNT_NOT_EVALUATED = (
+    "not evaluated: no reconcile has counted Stripe's customers yet. The daily reconcile"
+    " (stripe_reconcile job, daily_reconcile_schedule) counts them; this check compares its counts."
+)
+
+
 def customer_count_result(
-    stripe_customers: int | None, raw_customers: int | None
+    stripe_customers: int, raw_customers: int, reconciled_at: datetime | None = None
 ) -> dg.AssetCheckResult:
     """Passes when the raw customers (not deleted, key's mode) equal Stripe's count, both taken
-    by the latest reconcile. Before any reconcile there is nothing to compare: passes, says so."""
-    if stripe_customers is None or raw_customers is None:
-        return dg.AssetCheckResult(
-            passed=True,
-            description="no reconcile has counted Stripe's customers yet",
-            metadata={"compared": False},
-        )
+    by the same reconcile. Without a reconcile there is nothing to compare: the check is then
+    not evaluated (see `CUSTOMER_COUNT_NOT_EVALUATED`), never passed by default."""
     difference = raw_customers - stripe_customers
+    metadata: dict[str, Any] = {
+        "stripe_customers": dg.MetadataValue.int(stripe_customers),
+        "raw_customers": dg.MetadataValue.int(raw_customers),
+        "difference": dg.MetadataValue.int(difference),
+    }
+    if reconciled_at is not None:
+        metadata["counted_at"] = dg.MetadataValue.timestamp(reconciled_at)
     return dg.AssetCheckResult(
+        asset_key=raw_key("customers"),
+        check_name="raw_customer_count_matches_stripe",
         passed=difference == 0,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
             f"stripe_raw.customers holds {raw_customers} customers, Stripe {stripe_customers}"
         ),
-        metadata={
-            "compared": True,
-            "stripe_customers": dg.MetadataValue.int(stripe_customers),
-            "raw_customers": dg.MetadataValue.int(raw_customers),
-            "difference": dg.MetadataValue.int(difference),
-        },
+        metadata=metadata,
     )
 
 
@@ -166,15 +171,22 @@ def read_other_mode_rows(warehouse: WarehouseResource, livemode: bool) -> dict[s
     return counts
 
 
-def latest_reconcile_counts(instance: dg.DagsterInstance) -> tuple[int | None, int | None]:
-    """Stripe's and the raw customer count from the latest reconcile's materialization."""
+def latest_reconcile_counts(
+    instance: dg.DagsterInstance,
+) -> tuple[int, int, datetime] | None:
+    """Stripe's and the raw customer count from the latest reconcile's materialization, and when
+    it happened; None when no reconcile counted them."""
     records = instance.fetch_materializations(raw_key("customers"), limit=50).records
     for record in records:
         materialization = record.asset_materialization
         metadata = materialization.metadata if materialization else {}
         if "stripe_customers" in metadata and "raw_customers" in metadata:
-            return int(metadata["stripe_customers"].value), int(metadata["raw_customers"].value)
-    return None, None
+            return (
+                int(metadata["stripe_customers"].value),
+                int(metadata["raw_customers"].value),
+                datetime.fromtimestamp(record.timestamp, UTC),
+            )
+    return None
 
 
 def _livemode(warehouse: WarehouseResource) -> bool:
@@ -241,19 +253,32 @@ def raw_rows_match_sync_mode(
             yield mode_result(table, livemode, count)
 
 
-@dg.asset_check(
-    asset=raw_key("customers"),
-    description=(
-        "Fails when the customers in stripe_raw (not deleted, key's mode) differ from Stripe's own"
-        " count; both are counted by the daily reconcile job."
-    ),
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            name="raw_customer_count_matches_stripe",
+            asset=raw_key("customers"),
+            description=(
+                "Fails when the customers in stripe_raw (not deleted, key's mode) differ from"
+                " Stripe's own count; both are counted by the daily reconcile job. Skipped (not"
+                " evaluated) until a reconcile has counted them."
+            ),
+        )
+    ],
+    name="raw_customer_count_matches_stripe",
+    # Subsettable outputs are optional: yielding no result records the check as skipped
+    # instead of passing it without a comparison.
+    can_subset=True,
 )
 def raw_customer_count_matches_stripe(
     context: dg.AssetCheckExecutionContext,
-) -> dg.AssetCheckResult:
+) -> Iterator[dg.AssetCheckResult]:
     """Parity with Stripe, from the latest reconcile's materialization metadata."""
-    stripe_customers, raw_customers = latest_reconcile_counts(context.instance)
-    return customer_count_result(stripe_customers, raw_customers)
+    counts = latest_reconcile_counts(context.instance)
+    if counts is None:
+        context.log.info(f"raw_customer_count_matches_stripe {CUSTOMER_COUNT_NOT_EVALUATED}")
+        return
+    yield customer_count_result(*counts)
 
 
 raw_checks = [

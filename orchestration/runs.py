@@ -65,6 +65,8 @@ class RunOutcome:
     success: bool
     materialized: list[str] = field(default_factory=list)
     checks: list[CheckOutcome] = field(default_factory=list)
+    # Checks the run planned but that yielded no result: Dagster shows them as skipped.
+    skipped_checks: list[str] = field(default_factory=list)
     error: str | None = None
     dagster_home: str = ""
 
@@ -77,10 +79,12 @@ class RunOutcome:
         lines = [
             f"run {self.run_id} {status}: {len(self.materialized)} assets materialized,"
             f" {len(self.checks) - len(self.failed_checks)}/{len(self.checks)} checks passed"
+            + (f", {len(self.skipped_checks)} not evaluated" if self.skipped_checks else "")
         ]
         lines += [
             f"  check {c.asset} {c.name}: failed ({c.severity.lower()})" for c in self.failed_checks
         ]
+        lines += [f"  check {name}: not evaluated" for name in self.skipped_checks]
         if self.error:
             lines.append(f"  error: {self.error}")
         lines.append("  see it in the UI (`make ui`) → Runs")
@@ -103,12 +107,16 @@ def read_outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
     """Materializations, check evaluations and the first error of a run, from the event log."""
     run = instance.get_run_by_id(run_id)
     outcome = RunOutcome(run_id=run_id, success=bool(run and run.is_success))
+    planned: list[str] = []
     for record in instance.all_logs(run_id):
         event = record.dagster_event
         if event is None:
             continue
         if event.is_step_materialization:
             outcome.materialized.append(event.asset_key.to_user_string())
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION_PLANNED":
+            data = event.event_specific_data
+            planned.append(f"{data.asset_key.to_user_string()} {data.check_name}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             outcome.checks.append(
@@ -124,6 +132,9 @@ def read_outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
             outcome.error = _one_line(error.cause.message if error and error.cause else None) or (
                 _one_line(error.message) if error else None
             )
+    evaluated = {f"{check.asset} {check.name}" for check in outcome.checks}
+    if outcome.success:
+        outcome.skipped_checks = [name for name in planned if name not in evaluated]
     return outcome
 
 
