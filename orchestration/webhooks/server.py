@@ -5,6 +5,12 @@ Stripe retries every delivery that is not answered 2xx (for up to three days), s
 answer 2xx only once the event is committed; 5xx when it could not be (Stripe's retry lands it
 later, exactly once); 4xx for what no retry can fix. Concurrent deliveries are grouped into one
 transaction per batch (group commit), which is what sustains hundreds of events per second.
+
+The endpoint is on the internet, so it spends little on what cannot be Stripe: the signature
+header's form and timestamp are checked before a byte of the body is read; unverified bodies are
+read within a deadline and a global byte budget; uvicorn runs with a connection limit and a
+deadline for request headers; refusals are counted in memory and logged as one summary row per
+reason and minute, off the writers' connections.
 """
 
 from __future__ import annotations
@@ -13,27 +19,38 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anyio.to_thread
 import psycopg
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from orchestration.errors import SettingsError, StripeKeyError, StripeSyncError
+from orchestration.errors import SettingsError, StripeKeyError
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.settings import Settings
 from orchestration.webhooks.store import (
+    UNAVAILABLE,
     ConnectionPool,
     Outcome,
+    describe_error,
     ensure_webhook_tables,
-    log_rejection,
+    log_rejections,
+    record_failure,
     store_events,
 )
-from orchestration.webhooks.verify import Rejected, parse_event, verify_signature
+from orchestration.webhooks.verify import (
+    Rejected,
+    check_signature_header,
+    parse_event,
+    verify_signature,
+)
 
 log = logging.getLogger("stripe_sync.webhooks")
 
@@ -42,6 +59,14 @@ HEALTH_PATH = "/healthz"
 MAX_BODY_BYTES = 1024 * 1024  # Stripe's events are far below this; anything larger is not one
 WRITERS = 4  # concurrent batches (connections) storing events
 MAX_BATCH = 200  # deliveries per transaction
+# Limits of the hardened endpoint. Stripe sends a few KB per event, from a fast network, and
+# retries anything answered 5xx or not answered: a refused delivery is late, never lost.
+BODY_TIMEOUT_SECONDS = 5.0  # a whole body within this, or 408 and the connection closed
+HEADER_TIMEOUT_SECONDS = 5.0  # request line and headers within this of connecting
+BODY_BUDGET_BYTES = 32 * 1024 * 1024  # unverified bodies held at once, all requests together
+LIMIT_CONCURRENCY = 200  # open connections; uvicorn answers 503 past it
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers; h11 answers 400 past it
+REJECTION_FLUSH_SECONDS = 60.0  # one summary row per rejection reason per interval
 
 
 class Receiver:
@@ -53,16 +78,20 @@ class Receiver:
         self.client = client
         self.writers = writers
         self.max_batch = max_batch
-        # One more connection than writers: rejections and /healthz never wait behind batches.
+        self.database_url = database_url
+        # One more connection than writers: /healthz never waits behind batches.
         self.pool = ConnectionPool(database_url, size=writers + 1)
         self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[Outcome]]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._rejected: Counter[str] = Counter()  # refusals since the last summary row
+        self._rejected_lock = threading.Lock()
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
+        self._tasks.append(asyncio.create_task(self._flush_rejections_periodically()))
         try:
             await anyio.to_thread.run_sync(self._ensure_schema)
         except psycopg.Error as exc:
@@ -75,7 +104,38 @@ class Receiver:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await anyio.to_thread.run_sync(self.flush_rejections)
         self.pool.close()
+
+    def count_rejection(self, reason: str) -> None:
+        """Counts a refused delivery; the first of its reason since the last summary is logged."""
+        with self._rejected_lock:
+            first = reason not in self._rejected
+            self._rejected[reason] += 1
+        if first:
+            log.info("rejected a webhook delivery: %s", reason)
+
+    def flush_rejections(self) -> None:
+        """Writes the counted refusals as one row per reason (best effort: when the database is
+        unreachable they are kept for the next flush, the table is only a log)."""
+        with self._rejected_lock:
+            counts, self._rejected = self._rejected, Counter()
+        if not counts:
+            return
+        try:
+            log_rejections(self.database_url, counts)
+        except psycopg.Error as exc:
+            log.warning("could not log rejected webhook deliveries: %s", type(exc).__name__)
+            with self._rejected_lock:
+                self._rejected.update(counts)
+            return
+        summary = ", ".join(f"{reason} ({n})" for reason, n in sorted(counts.items()))
+        log.info("rejected %d webhook deliveries: %s", sum(counts.values()), summary)
+
+    async def _flush_rejections_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(REJECTION_FLUSH_SECONDS)
+            await anyio.to_thread.run_sync(self.flush_rejections)
 
     async def submit(self, event: dict[str, Any]) -> Outcome:
         """Returns once the event is committed (or raises why it could not be)."""
@@ -92,7 +152,7 @@ class Receiver:
                 batch.append(self._queue.get_nowait())
             events = [event for event, _ in batch]
             try:
-                results = await anyio.to_thread.run_sync(self._store_batch, events)
+                results = await anyio.to_thread.run_sync(self.store_batch, events)
             except Exception as exc:  # the whole batch failed
                 results = [exc] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):
@@ -111,27 +171,44 @@ class Receiver:
                 ensure_webhook_tables(conn)
             self._schema_ready = True
 
-    def _store_batch(self, events: list[dict[str, Any]]) -> list[Outcome | Exception]:
-        """Stores a batch in one transaction. If it fails because of its data (not because the
-        database or Stripe is unreachable, which would fail each event alike, and slowly), each
-        event is tried alone, so one bad event never fails its neighbours."""
+    def store_batch(self, events: list[dict[str, Any]]) -> list[Outcome | Exception]:
+        """Stores a batch in one transaction; one result per event, in order. Only Stripe or the
+        database being unavailable fails the batch (raised: each event would fail alike, and
+        slowly). Any other error makes each event be tried alone, so one bad event never fails
+        its neighbours; an event that fails alone is recorded as failed (see _store_alone)."""
         self._ensure_schema()
         try:
             with self.pool.connection() as conn:
                 return list(store_events(conn, self.client, events))
-        except (psycopg.OperationalError, StripeSyncError):
+        except UNAVAILABLE:
             raise
         except Exception as exc:
             if len(events) == 1:
-                return [exc]
-        results: list[Outcome | Exception] = []
-        for event in events:
-            try:
-                with self.pool.connection() as conn:
-                    results.extend(store_events(conn, self.client, [event]))
-            except Exception as exc:
-                results.append(exc)
-        return results
+                return [self._record_failure(events[0], exc)]
+        return [self._store_alone(event) for event in events]
+
+    def _store_alone(self, event: dict[str, Any]) -> Outcome | Exception:
+        try:
+            with self.pool.connection() as conn:
+                [outcome] = store_events(conn, self.client, [event])
+                return outcome
+        except UNAVAILABLE as exc:
+            return exc  # this event only: answered 5xx, Stripe redelivers it
+        except Exception as exc:
+            return self._record_failure(event, exc)
+
+    def _record_failure(self, event: dict[str, Any], exc: Exception) -> Outcome | Exception:
+        """A verified event that cannot be applied for a reason of its own is acknowledged (2xx)
+        with the error recorded in the delivery log (`status`, the Dagster UI). Stripe's retries
+        (three days of them) cannot fix a 403, a 400 or a bad object, and would only keep it in
+        every batch; the events API still holds it, so the next incremental sync meets it again,
+        and a manual resend after the fix applies it (a failed event is not stored)."""
+        log.warning("webhook event %s failed: %s", event["id"], describe_error(exc))
+        try:
+            with self.pool.connection() as conn:
+                return record_failure(conn, event, exc)
+        except psycopg.Error as db_exc:
+            return db_exc  # not even recorded: 5xx, so Stripe redelivers it
 
     def database_ok(self) -> bool:
         try:
@@ -152,21 +229,56 @@ def _content_type_is_json(value: str | None) -> bool:
     return (value or "").split(";")[0].strip().lower() == "application/json"
 
 
-async def _read_body(request: Request) -> bytes:
+class BodyBudget:
+    """Bytes of not-yet-verified bodies held by all requests together. Past the limit a request
+    is refused (503, Stripe retries) instead of buffered: memory stays bounded whatever the number
+    of senders. Used from the event loop's thread only."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    @contextlib.contextmanager
+    def reserve(self) -> Iterator[list[int]]:
+        """A holder whose one item counts what the request took; given back on exit."""
+        taken = [0]
+        try:
+            yield taken
+        finally:
+            self.held -= taken[0]
+
+    def take(self, taken: list[int], size: int) -> None:
+        if self.held + size > self.limit:
+            raise Rejected(503, "too many request bodies in flight, retry")
+        self.held += size
+        taken[0] += size
+
+
+async def _read_body(
+    request: Request, budget: BodyBudget, taken: list[int], timeout: float
+) -> bytes:
     """The body, refused (413) past MAX_BODY_BYTES: first by Content-Length, then while streaming
-    (a chunked body has no Content-Length, and a sender may lie about it)."""
+    (a chunked body has no Content-Length, and a sender may lie about it); refused (408) when it
+    does not arrive whole within `timeout` seconds, so a slow sender holds nothing for long."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise Rejected(400, "invalid Content-Length")
         if int(declared) > MAX_BODY_BYTES:
             raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    return bytes(body)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+                budget.take(taken, len(chunk))
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Rejected(408, f"body not received within {timeout:g} s") from None
+    return b"".join(chunks)
 
 
 WEBHOOK_REFETCH_ATTEMPTS = 3
@@ -179,6 +291,8 @@ def create_app(
     *,
     writers: int = WRITERS,
     max_batch: int = MAX_BATCH,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
+    body_budget: int = BODY_BUDGET_BYTES,
 ) -> Starlette:
     """The webhook endpoint (POST /stripe/webhook) and a health probe (GET /healthz).
     `secrets`: every accepted signing secret; `client` re-fetches objects rendered in another API
@@ -187,27 +301,36 @@ def create_app(
     if not accepted:
         raise ValueError("at least one webhook signing secret is required")
     receiver = Receiver(database_url, client, writers=writers, max_batch=max_batch)
+    budget = BodyBudget(body_budget)
 
-    async def reject(rejection: Rejected) -> JSONResponse:
-        log.info("rejected a webhook delivery (%d): %s", rejection.status, rejection.reason)
-        await anyio.to_thread.run_sync(log_rejection, receiver.pool, rejection.reason)
-        return JSONResponse({"error": rejection.reason}, status_code=rejection.status)
+    def reject(rejection: Rejected) -> JSONResponse:
+        receiver.count_rejection(rejection.reason)
+        # Closed after the answer: the rest of an unread body is never read, and a sender of
+        # garbage gets no keep-alive connection to send more on.
+        return JSONResponse(
+            {"error": rejection.reason},
+            status_code=rejection.status,
+            headers={"Connection": "close"},
+        )
 
     async def receive(request: Request) -> JSONResponse:
         try:
             if not _content_type_is_json(request.headers.get("content-type")):
                 raise Rejected(415, "content type is not application/json")
-            body = await _read_body(request)
-            verify_signature(body, request.headers.get("stripe-signature"), accepted)
+            header = request.headers.get("stripe-signature")
+            check_signature_header(header)  # before the body: no buffering for what is not Stripe
+            with budget.reserve() as taken:
+                body = await _read_body(request, budget, taken, body_timeout)
+                verify_signature(body, header, accepted)
             event = parse_event(body)
             if bool(event.get("livemode")) != client.livemode:
                 mode = "live" if client.livemode else "test"
                 raise Rejected(400, f"event is not in the API key's mode ({mode})")
         except Rejected as rejection:
-            return await reject(rejection)
+            return reject(rejection)
         try:
             outcome = await receiver.submit(event)
-        except (psycopg.OperationalError, StripeSyncError) as exc:
+        except UNAVAILABLE as exc:
             # Database down or Stripe unreachable for a re-fetch: nothing committed; Stripe
             # retries, and the retry is applied exactly once.
             log.warning("webhook event %s not stored: %s", event["id"], _describe(exc))
@@ -215,6 +338,11 @@ def create_app(
         except Exception as exc:
             log.exception("webhook event %s not stored: %s", event["id"], _describe(exc))
             return JSONResponse({"error": "internal error, retry"}, status_code=500)
+        if outcome.outcome == "failed":
+            # 2xx on purpose: see Receiver._record_failure. The reason is ours, secrets removed.
+            return JSONResponse(
+                {"received": True, "id": event["id"], "outcome": "failed", "error": outcome.reason}
+            )
         return JSONResponse({"received": True, "id": event["id"], "outcome": outcome.outcome})
 
     async def healthz(request: Request) -> JSONResponse:
@@ -241,10 +369,71 @@ def create_app(
     return app
 
 
+class HeaderDeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose next request line and headers are not
+    complete `HEADER_TIMEOUT_SECONDS` after it opened (or after its previous response). uvicorn's
+    keep-alive timer restarts on every byte, so one byte every few seconds would hold a
+    connection forever. h11 rather than httptools: it caps the bytes of incomplete headers."""
+
+    header_timeout = HEADER_TIMEOUT_SECONDS
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._arm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        waiting_after = self.cycle  # None before the first request
+
+        def expire() -> None:
+            in_progress = self.cycle is not None and not self.cycle.response_complete
+            if self.cycle is waiting_after and not in_progress and not self.transport.is_closing():
+                self.transport.close()
+
+        self._header_deadline = self.loop.call_later(self.header_timeout, expire)
+
+
+def server_config(
+    app: Starlette,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
+    **options: Any,
+) -> uvicorn.Config:
+    """uvicorn's configuration for the endpoint: connection limit, header deadline, bounded
+    headers, short keep-alive. `serve`, the tests and the benchmarks all run this one."""
+    protocol = type(
+        "WebhookProtocol", (HeaderDeadlineProtocol,), {"header_timeout": header_timeout}
+    )
+    options.setdefault("log_level", "info")
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol,
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        access_log=False,
+        **options,
+    )
+
+
 def serve(settings: Settings, *, host: str, port: int) -> None:
     """Runs the endpoint with uvicorn until interrupted."""
-    import uvicorn
-
     from orchestration.environment import check_database, warehouse_url
 
     secrets = settings.webhook_secrets
@@ -280,4 +469,4 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         "" if len(secrets) == 1 else "s",
         settings.masked_key,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.Server(server_config(app, host=host, port=port)).run()

@@ -1,12 +1,13 @@
 """Where verified events go: a small pool of connections, and one transaction per batch that
-stores the events, applies them through the extractor's `apply_events` and logs the deliveries."""
+stores the events, applies them through the extractor's `apply_events` and logs the deliveries;
+the delivery log's other rows (failed events, summarized rejections) and its retention."""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from orchestration.errors import StripeKeyError, StripeUnavailableError
 from orchestration.extract import loader
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.extract.events import apply_events
@@ -27,6 +29,16 @@ CONNECT_TIMEOUT = 5
 # advisory lock in this namespace (the two-int lock space never meets the sync's bigint locks).
 EVENT_LOCK_NAMESPACE = 0x5EB7
 DEADLOCK_RETRIES = 3
+# "Stripe or the database is unavailable": the only errors that fail a whole batch (answered
+# 5xx, so Stripe redelivers). They say nothing about the event and would fail each one alike; a
+# rejected key (401) is among them, since no event is at fault and a fixed key lands the retry.
+# Everything else (a 403 or 400 on a re-fetch, an object the database refuses) is the event's
+# own problem and is recorded against it alone.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    StripeUnavailableError,
+    StripeKeyError,
+)
 
 
 @cache
@@ -87,7 +99,7 @@ class ConnectionPool:
 class Outcome:
     """What happened to one verified delivery."""
 
-    outcome: str  # applied | duplicate
+    outcome: str  # applied | duplicate | failed
     event_id: str
     reason: str | None = None
 
@@ -147,14 +159,54 @@ def _store(
     return outcomes
 
 
-def log_rejection(pool: ConnectionPool, reason: str) -> None:
-    """Best effort: a rejected delivery is answered 4xx whether or not its log row lands."""
-    try:
-        with pool.connection() as conn:
-            conn.execute(
-                "insert into stripe_raw.webhook_deliveries (outcome, reason)"
-                " values ('rejected', %s)",
-                (sanitize(reason),),
-            )
-    except psycopg.Error as exc:
-        log.warning("could not log a rejected webhook delivery: %s", type(exc).__name__)
+def describe_error(exc: BaseException) -> str:
+    """A storable one-liner: the problem of a StripeSyncError, else the exception type and the
+    first line of its message; keys and secrets removed."""
+    problem = getattr(exc, "problem", None)
+    text = problem if isinstance(problem, str) and problem else str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return sanitize(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)[:500]
+
+
+def record_failure(conn: psycopg.Connection, event: dict[str, Any], exc: BaseException) -> Outcome:
+    """Logs a verified event that could not be applied, for `status` and the Dagster UI. The
+    event itself is not stored in stripe_raw.events: a later delivery of it (a manual resend
+    once the cause is fixed) is then applied, not taken for a duplicate."""
+    reason = describe_error(exc)
+    conn.execute(
+        "insert into stripe_raw.webhook_deliveries (event_id, event_type, outcome, reason)"
+        " values (%s, %s, 'failed', %s)",
+        (event["id"], event.get("type"), reason),
+    )
+    return Outcome("failed", event["id"], reason)
+
+
+def log_rejections(database_url: str, counts: Mapping[str, int]) -> None:
+    """One summary row per rejection reason: how many deliveries were refused for it since the
+    last flush. Its own short-lived connection, never the writers' pool, so a flood of refusals
+    cannot hold a connection a delivery is waiting for."""
+    with (
+        psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.executemany(
+            "insert into stripe_raw.webhook_deliveries (outcome, reason, delivery_count)"
+            " values ('rejected', %s, %s)",
+            [(sanitize(reason), count) for reason, count in sorted(counts.items())],
+        )
+
+
+def prune_deliveries(conn: psycopg.Connection, retention_days: int) -> int:
+    """Deletes delivery-log rows older than `retention_days`; how many. No log yet (webhooks
+    never served on this warehouse): nothing to prune."""
+    exists = conn.execute(
+        "select to_regclass('stripe_raw.webhook_deliveries') is not null"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    cur = conn.execute(
+        "delete from stripe_raw.webhook_deliveries"
+        " where received_at < now() - make_interval(days => %s)",
+        (retention_days,),
+    )
+    return cur.rowcount

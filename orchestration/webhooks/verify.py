@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,14 +24,55 @@ class Rejected(Exception):
         self.reason = reason
 
 
+BAD_SIGNATURE = "signature does not match any webhook secret"
+MISSING_HEADER = "missing Stripe-Signature header"
+MALFORMED_HEADER = "malformed Stripe-Signature header"
+NO_V1 = "no v1 signature in the Stripe-Signature header"
+STALE = "stale timestamp (signed more than 300 s ago)"
+
 # The SDK's SignatureVerificationError messages → our reasons. The SDK checks the signature
 # before the timestamp, so "outside the tolerance zone" means the signature itself was right.
 _SDK_REASONS = (
-    ("tolerance zone", "stale timestamp (signed more than 300 s ago)"),
-    ("Unable to extract timestamp", "malformed Stripe-Signature header"),
-    ("expected scheme", "no v1 signature in the Stripe-Signature header"),
+    ("tolerance zone", STALE),
+    ("Unable to extract timestamp", MALFORMED_HEADER),
+    ("expected scheme", NO_V1),
 )
-BAD_SIGNATURE = "signature does not match any webhook secret"
+# Stripe's v1 signature is an HMAC-SHA256 in lower-case hex; anything else can never match.
+_V1 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_HEADER_CHARS = 2048  # a timestamp and a few signatures (more during a secret rotation)
+
+
+def check_signature_header(
+    header: str | None, *, tolerance: int = TOLERANCE_SECONDS, now: float | None = None
+) -> None:
+    """Raises Rejected(400) unless `header` has the form Stripe signs with (`t=<unix time>`, at
+    least one 64-hex `v1=` signature) and a timestamp within `tolerance` seconds. It needs no
+    body, so a delivery that cannot be Stripe's is refused before its body is read; the SDK's
+    check on the body follows for everything that passes."""
+    if not header:
+        raise Rejected(400, MISSING_HEADER)
+    if len(header) > _MAX_HEADER_CHARS:
+        raise Rejected(400, MALFORMED_HEADER)
+    timestamps: list[str] = []
+    v1: list[str] = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            raise Rejected(400, MALFORMED_HEADER)
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1":
+            v1.append(value)
+    if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit():
+        raise Rejected(400, MALFORMED_HEADER)
+    if not v1:
+        raise Rejected(400, NO_V1)
+    if not all(_V1.match(signature) for signature in v1):
+        raise Rejected(400, MALFORMED_HEADER)
+    # Only the past is refused, as the SDK does: a retry is signed anew, so an old timestamp is a
+    # replay; a timestamp ahead of our clock is Stripe's clock, not an attack.
+    if int(timestamps[0]) < (time.time() if now is None else now) - tolerance:
+        raise Rejected(400, STALE)
 
 
 def verify_signature(
@@ -43,7 +86,7 @@ def verify_signature(
     `tolerance` seconds. Several secrets: a rotation, where Stripe signs with old and new secrets
     (several v1 entries), or we accept old and new for a while."""
     if not header:
-        raise Rejected(400, "missing Stripe-Signature header")
+        raise Rejected(400, MISSING_HEADER)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:

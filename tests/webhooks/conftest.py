@@ -114,6 +114,11 @@ def post(http: TestClient | httpx.Client, event: dict[str, Any] | bytes, **kw: A
     return http.post(WEBHOOK_PATH, content=body, headers=headers)
 
 
+def flush_rejections(http: TestClient) -> None:
+    """Writes the app's counted refusals now (it does so once a minute, and when it stops)."""
+    http.app.state.receiver.flush_rejections()  # type: ignore[attr-defined]
+
+
 def rows(database_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]

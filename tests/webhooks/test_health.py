@@ -7,7 +7,7 @@ import time
 import psycopg
 
 from orchestration.webhooks.health import read_webhook_health, render_webhook_health
-from tests.webhooks.conftest import customer_event, post
+from tests.webhooks.conftest import customer_event, flush_rejections, post
 
 
 def test_health_without_the_delivery_log_says_never_received(database_url):
@@ -24,6 +24,7 @@ def test_health_counts_events_duplicates_and_rejections(http, database_url):
     post(http, second)
     post(http, second)
     post(http, customer_event("evt_h3"), timestamp=int(time.time()) - 900)
+    flush_rejections(http)
     with psycopg.connect(database_url) as conn:
         health = read_webhook_health(conn)
     assert health["receiving"] is True

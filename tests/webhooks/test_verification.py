@@ -14,6 +14,7 @@ from tests.webhooks.conftest import (
     ENDPOINT_WHSEC,
     PREVIOUS_WHSEC,
     customer_event,
+    flush_rejections,
     post,
     rows,
     signed,
@@ -25,7 +26,8 @@ def _nothing_applied(database_url: str) -> None:
     assert rows(database_url, "select count(*) from stripe_raw.customers") == [(0,)]
 
 
-def _rejections(database_url: str) -> list[tuple]:
+def _rejections(http, database_url: str) -> list[tuple]:
+    flush_rejections(http)
     return rows(
         database_url,
         "select event_id, event_type, outcome, reason from stripe_raw.webhook_deliveries",
@@ -42,7 +44,7 @@ def test_correctly_signed_event_is_applied(http, database_url):
     assert rows(database_url, "select id, data ->> 'name' from stripe_raw.customers") == [
         ("cus_webhook1", "Ada Lovelace")
     ]
-    assert _rejections(database_url) == [("evt_ok1", "customer.updated", "applied", None)]
+    assert _rejections(http, database_url) == [("evt_ok1", "customer.updated", "applied", None)]
 
 
 def test_tampered_body_is_rejected(http, database_url):
@@ -51,7 +53,7 @@ def test_tampered_body_is_rejected(http, database_url):
     response = http.post(WEBHOOK_PATH, content=tampered, headers=headers)
     assert response.status_code == 400
     _nothing_applied(database_url)
-    assert _rejections(database_url) == [
+    assert _rejections(http, database_url) == [
         (None, None, "rejected", "signature does not match any webhook secret")
     ]
 
@@ -63,9 +65,26 @@ def test_tampered_body_is_rejected(http, database_url):
         ("", "missing Stripe-Signature header"),
         ("garbage", "malformed Stripe-Signature header"),
         (f"t={int(time.time())},v0=abc", "no v1 signature in the Stripe-Signature header"),
-        (f"t={int(time.time())},v1=00ff", "signature does not match any webhook secret"),
+        (f"t={int(time.time())},v1=00ff", "malformed Stripe-Signature header"),
+        (f"t=soon,v1={'0' * 64}", "malformed Stripe-Signature header"),
+        (f"t=1,t=2,v1={'0' * 64}", "malformed Stripe-Signature header"),
+        (
+            f"t={int(time.time()) - 301},v1={'0' * 64}",
+            "stale timestamp (signed more than 300 s ago)",
+        ),
+        (f"t={int(time.time())},v1={'0' * 64}", "signature does not match any webhook secret"),
     ],
-    ids=["missing", "empty", "malformed", "no-v1", "wrong-v1"],
+    ids=[
+        "missing",
+        "empty",
+        "malformed",
+        "no-v1",
+        "short-v1",
+        "bad-timestamp",
+        "two-timestamps",
+        "stale-unsigned",
+        "wrong-v1",
+    ],
 )
 def test_bad_signature_header_is_rejected(http, database_url, header, reason):
     headers = {"Content-Type": "application/json"}
@@ -76,7 +95,7 @@ def test_bad_signature_header_is_rejected(http, database_url, header, reason):
     assert response.status_code == 400
     assert response.json() == {"error": reason}
     _nothing_applied(database_url)
-    assert _rejections(database_url) == [(None, None, "rejected", reason)]
+    assert _rejections(http, database_url) == [(None, None, "rejected", reason)]
 
 
 def test_event_signed_with_another_secret_is_rejected(http, database_url):
@@ -132,7 +151,7 @@ def test_wrong_content_type_is_refused(http, database_url, content_type):
     response = http.post(WEBHOOK_PATH, content=body, headers=headers)
     assert response.status_code == 415
     _nothing_applied(database_url)
-    assert _rejections(database_url) == [
+    assert _rejections(http, database_url) == [
         (None, None, "rejected", "content type is not application/json")
     ]
 
@@ -147,7 +166,7 @@ def test_oversized_body_is_refused_by_content_length(http, database_url):
     response = post(http, _oversized_event())
     assert response.status_code == 413
     _nothing_applied(database_url)
-    assert _rejections(database_url) == [
+    assert _rejections(http, database_url) == [
         (None, None, "rejected", f"body larger than {MAX_BODY_BYTES} bytes")
     ]
 
@@ -209,6 +228,7 @@ def test_rejected_rows_hold_no_payload_or_secret(app_factory, database_url):
     post(http, event, timestamp=int(time.time()) - 1000)
     body, headers = signed(event)
     http.post(WEBHOOK_PATH, content=body, headers={**headers, "Content-Type": "text/plain"})
+    flush_rejections(http)
     dump = json.dumps(
         rows(database_url, "select * from stripe_raw.webhook_deliveries"), default=str
     )
