@@ -12,11 +12,13 @@ from typing import Any
 from orchestration.emulator.catalog import plan_from_price
 from orchestration.emulator.render import (
     Catalog,
+    Shape,
     deleted_stub,
-    is_legacy,
     render,
+    render_discount,
     render_invoice_lines,
     render_subscription_items,
+    shape_for,
 )
 from orchestration.emulator.store import KEY_CHARS, Store, encode_key
 
@@ -30,6 +32,7 @@ PERMISSIONS: dict[str, str] = {
     "Checkout Sessions: Read": "rak_checkout_session_read",
     "Invoices: Read": "rak_invoice_read",
     "Prices: Read": "rak_price_read",
+    "Coupons: Read": "rak_coupon_read",
     "Subscriptions: Read": "rak_subscription_read",
     "Webhook Endpoints: Write": "rak_webhook_write",
 }
@@ -77,6 +80,11 @@ class Account:
     _id_pool: str = ""
     _id_pos: int = 0
 
+    @property
+    def shape(self) -> Shape:
+        """The shape of the account's default API version (its events and webhooks use it)."""
+        return shape_for(self.default_version)
+
     def new_id(self, prefix: str, length: int = 24) -> str:
         """A random-looking, seed-deterministic Stripe-style id."""
         pos = self._id_pos
@@ -96,7 +104,7 @@ class Account:
         return self.new_id(prefix, length - KEY_CHARS) + encode_key(self.store.allocate())
 
     def rendered(
-        self, kind: str, compact: dict[str, Any], legacy: bool, wire: bool = False
+        self, kind: str, compact: dict[str, Any], shape: Shape, wire: bool = False
     ) -> dict[str, Any]:
         """The full object of a stored record in the chosen shape.
 
@@ -106,14 +114,14 @@ class Account:
             return self._render_event(compact, wire)
         if kind == "plans":
             return plan_from_price(compact)
-        return render(kind, compact, self.catalog.for_wire() if wire else self.catalog, legacy)
+        return render(kind, compact, self.catalog.for_wire() if wire else self.catalog, shape)
 
     def rendered_page(
-        self, kind: str, compacts: list[dict[str, Any]], legacy: bool, wire: bool = False
+        self, kind: str, compacts: list[dict[str, Any]], shape: Shape, wire: bool = False
     ) -> list[dict[str, Any]]:
         """Full objects of a page of records; history events fetch their objects in one query."""
         if kind != "events":
-            return [self.rendered(kind, c, legacy, wire) for c in compacts]
+            return [self.rendered(kind, c, shape, wire) for c in compacts]
         refs = [(e["kind"], e["data"]["ref"]) for e in compacts if "ref" in e["data"]]
         found = self.store.get_many(refs) if refs else {}
         return [self._render_event(e, wire, found) for e in compacts]
@@ -131,21 +139,31 @@ class Account:
             hit = found.get(ref) if found is not None else self.store.get(evt["kind"], ref)
             data["object"] = hit[0] if hit else {}
         catalog = self.catalog.for_wire() if wire else self.catalog
-        data["object"] = render(evt["kind"], data["object"], catalog, is_legacy(evt["api_version"]))
+        data["object"] = render(evt["kind"], data["object"], catalog, shape_for(evt["api_version"]))
         out = {k: v for k, v in evt.items() if k != "kind"}
         out["data"] = data
         return out
 
-    def retrieve(self, kind: str, obj_id: str, legacy: bool) -> dict[str, Any] | None:
+    def retrieve(self, kind: str, obj_id: str, shape: Shape) -> dict[str, Any] | None:
         """What GET retrieve returns, or None when unknown."""
         found = self.store.get(kind, obj_id)
         if found is None:
             return None
         compact, deleted = found
-        return deleted_stub(kind, obj_id) if deleted else self.rendered(kind, compact, legacy)
+        return deleted_stub(kind, obj_id) if deleted else self.rendered(kind, compact, shape)
+
+    def discount_of(self, parent: dict[str, Any], discount_id: str, shape: Shape) -> Any:
+        """A discount listed by a rendered subscription or invoice (its id when unknown)."""
+        kind = {"subscription": "subscriptions", "invoice": "invoices"}.get(parent.get("object"))
+        found = self.store.get(kind, parent["id"]) if kind else None
+        d = found[0].get("discount") if found else None
+        if not d or d["id"] != discount_id:
+            return discount_id
+        sub = parent["id"] if kind == "subscriptions" else found[0].get("subscription")
+        return render_discount(d, self.catalog, shape, found[0]["customer"], sub)
 
     def nested_list(
-        self, kind: str, obj_id: str, livemode: bool, legacy: bool
+        self, kind: str, obj_id: str, livemode: bool, shape: Shape
     ) -> list[dict[str, Any]] | None:
         """Every entry of an object's nested list (a subscription's items, an invoice's lines),
         of which the object itself embeds only the first few; None when the object is unknown."""
@@ -153,7 +171,7 @@ class Account:
         if found is None or found[1] or bool(found[0]["livemode"]) != livemode:
             return None
         renderer = render_subscription_items if kind == "subscriptions" else render_invoice_lines
-        return renderer(found[0], self.catalog, legacy)
+        return renderer(found[0], self.catalog, shape)
 
     def save(self, kind: str, compact: dict[str, Any], *, deleted: bool = False) -> None:
         """Stores the current state of an object."""
@@ -182,6 +200,6 @@ class Account:
             "type": etype,
         }
         if self.on_event is not None:
-            evt["pending_webhooks"] = self.on_event(self.rendered("events", evt, False))
+            evt["pending_webhooks"] = self.on_event(self.rendered("events", evt, self.shape))
         self.save("events", evt)
         return evt

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestration.emulator.account import Account, KeyInfo
 from orchestration.emulator.params import ParamError, decode
-from orchestration.emulator.render import OBJECT_NAMES, deleted_stub, is_legacy
+from orchestration.emulator.render import OBJECT_NAMES, Shape, deleted_stub, shape_for
 from orchestration.emulator.store import ListQuery, dumps
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ RESOURCES: dict[str, Resource] = {
             "product": lambda o, v: o["product"] == v,
         },
     ),
-    "coupons": Resource("coupons", "rak_price_read"),
+    "coupons": Resource("coupons", "rak_coupon_read"),
     "checkout/sessions": Resource(
         "checkout_sessions",
         "rak_checkout_session_read",
@@ -165,6 +165,9 @@ EXPANDABLE = {
     "coupon",
 }
 WRITE_IMPLIES_READ = {"rak_webhook_read": "rak_webhook_write"}
+PERMISSION_BY_KIND = {res.kind: res.permission for res in RESOURCES.values()}
+# Stripe expands at most four levels (`data.discounts.source.coupon` is four).
+MAX_EXPAND_DEPTH = 4
 
 
 @dataclass
@@ -175,7 +178,10 @@ class Ctx:
     account: Account
     livemode: bool
     version: str
-    legacy: bool
+    shape: Shape
+    # Raises Stripe's 403 unless the key holds a permission: an expanded object needs the same
+    # read permission as retrieving it (a coupon needs Coupons: Read).
+    require: Callable[[str], None] = lambda permission: None
 
 
 class Api:
@@ -287,7 +293,8 @@ class Api:
         if not _VERSION.match(version):
             raise ApiError(400, f"Invalid Stripe API version: {version}", param="stripe-version")
         extra["stripe-version"] = version
-        ctx = Ctx(key, key.account, key.livemode, version, is_legacy(version))
+        ctx = Ctx(key, key.account, key.livemode, version, shape_for(version))
+        ctx.require = lambda permission: self._require(ctx, permission)
         try:
             params = decode(scope["query_string"].decode() if method == "GET" else body.decode())
         except ParamError as err:
@@ -377,7 +384,7 @@ class Api:
             return deleted_stub(res.kind if name != "plans" else "plans", obj_id)
         paths = _expand_paths(params)
         kind = res.kind if name != "plans" else "plans"
-        obj = ctx.account.rendered(kind, compact, ctx.legacy, wire=not paths)
+        obj = ctx.account.rendered(kind, compact, ctx.shape, wire=not paths)
         if name == "webhook_endpoints":
             obj.pop("secret", None)
         for path in paths:
@@ -408,7 +415,7 @@ class Api:
         kind = "plans" if name == "plans" else res.kind
         paths = _expand_paths(params)
         # Without expansions the page goes out as rendered: nested catalog JSON can stay serialized.
-        data = ctx.account.rendered_page(kind, compacts, ctx.legacy, wire=not paths)
+        data = ctx.account.rendered_page(kind, compacts, ctx.shape, wire=not paths)
         for path in paths:
             if not path.startswith("data."):
                 raise ApiError(
@@ -472,7 +479,7 @@ class Api:
     ) -> dict[str, Any]:
         if ids:
             _only(params, {"expand"})
-            item = self.emu.find_subscription_item(ctx.account, ids[0], ctx.livemode, ctx.legacy)
+            item = self.emu.find_subscription_item(ctx.account, ids[0], ctx.livemode, ctx.shape)
             if item is None:
                 raise _no_such("subscription_item", ids[0], "id")
             for path in _expand_paths(params):
@@ -482,7 +489,7 @@ class Api:
         if "subscription" not in params:
             raise ApiError(400, "Missing required param: subscription.", param="subscription")
         sub_id = _string(params, "subscription")
-        items = ctx.account.nested_list("subscriptions", sub_id, ctx.livemode, ctx.legacy)
+        items = ctx.account.nested_list("subscriptions", sub_id, ctx.livemode, ctx.shape)
         if items is None:
             raise _no_such("subscription", sub_id, "subscription")
         return _page_in_memory(items, params, url, ctx, "subscription_item")
@@ -491,7 +498,7 @@ class Api:
         self, ctx: Ctx, invoice_id: str, params: dict[str, Any], url: str
     ) -> dict[str, Any]:
         _only(params, _PAGING)
-        lines = ctx.account.nested_list("invoices", invoice_id, ctx.livemode, ctx.legacy)
+        lines = ctx.account.nested_list("invoices", invoice_id, ctx.livemode, ctx.shape)
         if lines is None:
             raise _no_such("invoice", invoice_id, "invoice")
         return _page_in_memory(lines, params, url, ctx, "line_item")
@@ -566,24 +573,24 @@ def _expand(ctx: Ctx, obj: dict[str, Any], parts: list[str], full: str) -> None:
     """Replaces the id at `parts` with its object, walking lists and nested objects."""
     if not parts or not isinstance(obj, dict):
         return
+    if len(full.split(".")) > MAX_EXPAND_DEPTH:
+        raise ApiError(
+            400,
+            f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property. "
+            f"Property: {full}",
+            param="expand",
+        )
     key, rest = parts[0], parts[1:]
-    if key not in obj or (not rest and key not in EXPANDABLE) or len(full.split(".")) > 6:
+    if key not in obj or (not rest and key not in EXPANDABLE):
         raise ApiError(400, f"This property cannot be expanded ({full}).", param="expand")
     value = obj[key]
-    if isinstance(value, str) and key in EXPANDABLE:
-        value = obj[key] = _resolve(ctx, value)
-    elif isinstance(value, list) and key in EXPANDABLE and not rest:
-        # Discounts live inside their subscription or invoice, which also shows them as `discount`.
-        own = obj.get("discount") if isinstance(obj.get("discount"), dict) else {}
-        obj[key] = [
-            own
-            if isinstance(v, str) and v == own.get("id")
-            else _resolve(ctx, v)
-            if isinstance(v, str)
-            else v
-            for v in value
+    if key == "discounts" and isinstance(value, list):
+        # Discounts have no endpoint of their own: they live in the object that lists them.
+        value = obj[key] = [
+            ctx.account.discount_of(obj, v, ctx.shape) if isinstance(v, str) else v for v in value
         ]
-        return
+    elif isinstance(value, str) and key in EXPANDABLE:
+        value = obj[key] = _resolve(ctx, value, key)
     if not rest or value is None:
         return
     if isinstance(value, dict):
@@ -597,12 +604,18 @@ def _expand(ctx: Ctx, obj: dict[str, Any], parts: list[str], full: str) -> None:
         raise ApiError(400, f"This property cannot be expanded ({full}).", param="expand")
 
 
-def _resolve(ctx: Ctx, obj_id: str) -> Any:
-    for prefix, kind in ID_KINDS.items():
-        if obj_id.startswith(prefix):
-            found = ctx.account.retrieve(kind, obj_id, ctx.legacy)
-            return obj_id if found is None else found
-    return obj_id  # objects the emulator does not model stay ids
+def _resolve(ctx: Ctx, obj_id: str, key: str) -> Any:
+    # Coupon ids are chosen by people and carry no prefix: the field names the kind.
+    kind = "coupons" if key == "coupon" else _kind_of_id(obj_id)
+    if kind is None:
+        return obj_id  # objects the emulator does not model stay ids
+    ctx.require(PERMISSION_BY_KIND[kind])
+    found = ctx.account.retrieve(kind, obj_id, ctx.shape)
+    return obj_id if found is None else found
+
+
+def _kind_of_id(obj_id: str) -> str | None:
+    return next((kind for prefix, kind in ID_KINDS.items() if obj_id.startswith(prefix)), None)
 
 
 def _only(params: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:

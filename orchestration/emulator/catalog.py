@@ -51,13 +51,16 @@ MODULE_PRODUCTS: list[tuple[str, str, str | None]] = [
     ("modules", "Add-on modules", "One price per module."),
 ]
 
-# Each row: id, name, percent off, amount off, duration and duration in months.
-COUPONS: list[tuple[str, str, float | None, int | None, str, int | None]] = [
-    ("LAUNCH25", "25% off for 3 months", 25.0, None, "repeating", 3),
-    ("LOYAL10", "10% off forever", 10.0, None, "forever", None),
-    ("WELCOME5", "$5 off first invoice", None, 500, "once", None),
-    ("PARTNER2", "$2 off forever", None, 200, "forever", None),
-    ("HALFYEAR50", "50% off for 6 months", 50.0, None, "repeating", 6),
+# Each row: id, name, percent off, amount off (in minor units of its currency), currency, duration
+# and duration in months. Every kind MRR treats differently: once/repeating/forever, percent and
+# amount off, and an amount in a zero-decimal currency.
+COUPONS: list[tuple[str, str, float | None, int | None, str | None, str, int | None]] = [
+    ("LAUNCH25", "25% off for 3 months", 25.0, None, None, "repeating", 3),
+    ("LOYAL10", "10% off forever", 10.0, None, None, "forever", None),
+    ("WELCOME5", "$5 off first invoice", None, 500, "usd", "once", None),
+    ("PARTNER2", "$2 off forever", None, 200, "usd", "forever", None),
+    ("HALFYEAR50", "50% off for 6 months", 50.0, None, None, "repeating", 6),
+    ("YEN500", "¥500 off forever", None, 500, "jpy", "forever", None),
 ]
 
 
@@ -68,7 +71,6 @@ def product_object(obj_id: str, key: str, created: int, livemode: bool) -> dict[
         "id": obj_id,
         "object": "product",
         "active": key != "legacy",
-        "attributes": [],
         "created": created,
         "default_price": None,
         "description": description,
@@ -96,7 +98,6 @@ def price_object(
     recurring = None
     if interval is not None:
         recurring = {
-            "aggregate_usage": "sum" if usage == "metered" else None,
             "interval": interval,
             "interval_count": count,
             "meter": None,
@@ -138,7 +139,6 @@ def plan_from_price(price: dict[str, Any]) -> dict[str, Any]:
         "id": price["id"],
         "object": "plan",
         "active": price["active"],
-        "aggregate_usage": rec["aggregate_usage"],
         "amount": price["unit_amount"],
         "amount_decimal": price["unit_amount_decimal"],
         "billing_scheme": "per_unit",
@@ -160,13 +160,13 @@ def plan_from_price(price: dict[str, Any]) -> dict[str, Any]:
 
 def coupon_object(spec: tuple, created: int, livemode: bool, redeemed: int) -> dict[str, Any]:
     """A coupon in Stripe's shape from one COUPONS row."""
-    cid, name, percent, amount, duration, months = spec
+    cid, name, percent, amount, currency, duration, months = spec
     return {
         "id": cid,
         "object": "coupon",
         "amount_off": amount,
         "created": created,
-        "currency": "usd" if amount else None,
+        "currency": currency,
         "duration": duration,
         "duration_in_months": months,
         "livemode": livemode,

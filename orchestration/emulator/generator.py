@@ -256,6 +256,10 @@ class Generator:
         }
         r = rand()
         n_subs = 0 if r < 0.15 else 1 if r < 0.85 else 2 if r < 0.97 else 3
+        if n_subs and rand() < 0.04:
+            # A coupon applied to the customer: it discounts every subscription that has no
+            # discount of its own.
+            cust["discount"] = self.new_discount(place[4], created)
         for _ in range(n_subs):
             self.subscription(cust, place[4], deleted_at)
         if rand() < 0.08:
@@ -347,23 +351,7 @@ class Generator:
             k = (at - anchor) // length
             period = [anchor + k * length, anchor + (k + 1) * length]
         cancel_at_period_end = status == "active" and rand() < 0.08
-        discount = None
-        if rand() < 0.15:
-            coupon = rng.choice(
-                [
-                    c
-                    for c in self.acc.catalog.coupons.values()
-                    if c["livemode"] == self.live
-                    and (c["amount_off"] is None or price["currency"] == "usd")
-                ]
-            )
-            months = coupon["duration_in_months"]
-            discount = {
-                "id": self.acc.new_id("di_", 14),
-                "coupon": coupon["id"],
-                "start": start,
-                "end": start + months * INTERVAL_SECONDS["month"] if months else None,
-            }
+        discount = self.new_discount(price["currency"], start) if rand() < 0.15 else None
         sub = {
             "id": sid,
             "object": "subscription",
@@ -398,6 +386,23 @@ class Generator:
         self.recent(start, "customer.subscription.created", "subscriptions", sub)
         if ended and status == "canceled":
             self.recent(ended, "customer.subscription.deleted", "subscriptions", sub)
+
+    def new_discount(self, currency: str, start: int) -> dict[str, Any]:
+        """A discount from a coupon that fits the currency (amount-off coupons have one)."""
+        coupon = self.rng.choice(
+            [
+                c
+                for c in self.acc.catalog.coupons.values()
+                if c["livemode"] == self.live and c["currency"] in (None, currency)
+            ]
+        )
+        months = coupon["duration_in_months"]
+        return {
+            "id": self.acc.new_id("di_", 14),
+            "coupon": coupon["id"],
+            "start": start,
+            "end": start + months * INTERVAL_SECONDS["month"] if months else None,
+        }
 
     def modules(self, sub_id: str, start: int, k: int) -> list[list]:
         """Items of add-on modules for the k-th wide subscription of a chunk (24 for the first).
@@ -456,7 +461,8 @@ class Generator:
             # A module's line id derives from the invoice's, like its item's (see modules()).
             il = _derived_id("il_", iid, si) if is_module(price) else self.acc.new_id("il_", 14)
             lines.append([il, price_id, qty, amount, period[0], period[1], si])
-        total = subtotal - self.discount_amount(sub, created, subtotal)
+        discount = sub["discount"] or cust.get("discount")
+        total = subtotal - self.discount_amount(discount, sub, created, subtotal)
         paid = state == "paid"
         charge_id = None
         # Stripe finalizes and charges about an hour after creating a renewal invoice.
@@ -502,7 +508,7 @@ class Generator:
             "voided_at": min(created + 23 * 3600, self.now) if state == "void" else None,
         }
         if total < subtotal:
-            inv["discount"] = sub["discount"]
+            inv["discount"] = discount
         sub["latest_invoice"] = iid
         self.row("invoices", inv, state)
         self.recent(created, "invoice.created", "invoices", inv)
@@ -511,9 +517,11 @@ class Generator:
         elif state == "open":
             self.recent(later, "invoice.payment_failed", "invoices", inv)
 
-    def discount_amount(self, sub: dict[str, Any], at: int, subtotal: int) -> int:
-        """What the subscription's coupon takes off an invoice created at `at`."""
-        d = sub["discount"]
+    def discount_amount(
+        self, d: dict[str, Any] | None, sub: dict[str, Any], at: int, subtotal: int
+    ) -> int:
+        """What a discount of the subscription (or its customer) takes off an invoice created at
+        `at`."""
         if d is None or (d["end"] is not None and at >= d["end"]):
             return 0
         coupon = self.acc.catalog.coupons[d["coupon"]]

@@ -61,8 +61,8 @@ class Lifecycle:
         """Writes one event with a snapshot of the object (and what changed, for *.updated)."""
         previous = None
         if before is not None:
-            old = self.acc.rendered(kind, before, False)
-            new = self.acc.rendered(kind, compact, False)
+            old = self.acc.rendered(kind, before, self.acc.shape)
+            new = self.acc.rendered(kind, compact, self.acc.shape)
             previous = {k: v for k, v in old.items() if new.get(k) != v}
         evt = self.acc.event(etype, kind, copy.deepcopy(compact), previous)
         self.new_events.append(evt["id"])

@@ -4,22 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from orchestration.emulator.catalog import plan_from_price
 from orchestration.emulator.store import Fragment, dumps
 
 CURRENT_VERSION = "2026-10-28.endive"
-# 2025-03-31.basil moved current_period_* to subscription items and invoice.subscription under
-# invoice.parent; older versions keep the old shape.
-SHAPE_CHANGE_DATE = "2025-03-31"
 # Stripe embeds at most 10 entries of a nested list (a subscription's items, an invoice's lines).
 EMBEDDED_ITEMS = 10
 
 
-def is_legacy(version: str) -> bool:
-    """True when the API version predates the 2025-03-31 shape changes."""
-    return version[:10] < SHAPE_CHANGE_DATE
+@dataclass(frozen=True)
+class Shape:
+    """The object shapes one API version renders: only Stripe's breaking changes are versioned
+    (fields Stripe adds appear on every version, as they do on Stripe)."""
+
+    version: str
+
+    @property
+    def basil(self) -> bool:
+        """2025-03-31.basil: current_period_* moved from subscriptions to their items; invoices
+        name their subscription under `parent` and lost `paid`, `charge`, `payment_intent`,
+        `paid_out_of_band` (paid through invoice payments now), charges lost `invoice`; the
+        singular `discount` left subscriptions and invoices (`discounts` stays); invoice lines
+        carry `pricing`/`parent`/`taxes` instead of `price`/`plan`/`tax_amounts`.
+
+        Not modelled: usage-based prices also lost `aggregate_usage` in basil; the emulator
+        omits it on every version (no model reads it)."""
+        return self.version[:10] >= "2025-03-31"
+
+    @property
+    def clover(self) -> bool:
+        """2025-09-30.clover: a discount names its coupon in `source.coupon`, an id unless
+        expanded, instead of the auto-expanded `coupon`."""
+        return self.version[:10] >= "2025-09-30"
+
+
+@cache
+def shape_for(version: str) -> Shape:
+    """The shape of an API version (a date, with or without its release name)."""
+    return Shape(version)
+
+
+CURRENT_SHAPE = shape_for(CURRENT_VERSION)
 
 
 @dataclass
@@ -77,7 +105,23 @@ class WireCatalog(Catalog):
         return self
 
 
+_ACCOUNT_LIABILITY = {"type": "account"}
 _AUTOMATIC_TAX = {"disabled_reason": None, "enabled": False, "liability": None}
+_INVOICE_AUTOMATIC_TAX = {**_AUTOMATIC_TAX, "provider": None, "status": None}
+_CHECKOUT_AUTOMATIC_TAX = {
+    "enabled": False,
+    "liability": None,
+    "provider": None,
+    "status": None,
+}
+_NO_ADDRESS = {
+    "city": None,
+    "country": None,
+    "line1": None,
+    "line2": None,
+    "postal_code": None,
+    "state": None,
+}
 
 _CUSTOMER = {
     "object": "customer",
@@ -104,14 +148,24 @@ _SUBSCRIPTION = {
     "application_fee_percent": None,
     "automatic_tax": _AUTOMATIC_TAX,
     "billing_cycle_anchor_config": None,
+    "billing_mode": {"flexible": None, "type": "classic"},
+    "billing_schedules": [],
     "billing_thresholds": None,
     "collection_method": "charge_automatically",
+    "customer_account": None,
     "days_until_due": None,
     "default_payment_method": None,
     "default_source": None,
     "default_tax_rates": [],
     "description": None,
-    "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+    "invoice_settings": {
+        "account_tax_ids": None,
+        "custom_fields": None,
+        "description": None,
+        "footer": None,
+        "issuer": {"type": "self"},
+    },
+    "managed_payments": {"enabled": False},
     "metadata": {},
     "next_pending_invoice_item_invoice": None,
     "on_behalf_of": None,
@@ -135,13 +189,16 @@ _INVOICE = {
     "account_country": "US",
     "account_name": "Stripe Sync Demo",
     "account_tax_ids": None,
+    "amount_overpaid": 0,
+    "amount_shipping": 0,
     "application": None,
-    "application_fee_amount": None,
     "attempted": True,
     "auto_advance": False,
-    "automatic_tax": _AUTOMATIC_TAX,
+    "automatic_tax": _INVOICE_AUTOMATIC_TAX,
+    "automatically_finalizes_at": None,
     "collection_method": "charge_automatically",
     "custom_fields": None,
+    "customer_account": None,
     "customer_address": None,
     "customer_phone": None,
     "customer_shipping": None,
@@ -154,11 +211,12 @@ _INVOICE = {
     "due_date": None,
     "ending_balance": 0,
     "footer": None,
+    "from_invoice": None,
     "last_finalization_error": None,
+    "latest_revision": None,
     "metadata": {},
     "next_payment_attempt": None,
     "on_behalf_of": None,
-    "paid_out_of_band": False,
     "payment_settings": {
         "default_mandate": None,
         "payment_method_options": None,
@@ -167,15 +225,24 @@ _INVOICE = {
     "post_payment_credit_notes_amount": 0,
     "pre_payment_credit_notes_amount": 0,
     "receipt_number": None,
+    "rendering": None,
+    "shipping_cost": None,
+    "shipping_details": None,
     "starting_balance": 0,
     "statement_descriptor": None,
-    "tax": None,
     "test_clock": None,
     "total_discount_amounts": [],
-    "total_tax_amounts": [],
-    "transfer_data": None,
     "webhooks_delivered_at": None,
 }
+# What 2025-03-31.basil removed from invoices (payments moved to invoice payments), or renamed.
+_INVOICE_BEFORE_BASIL = {
+    "application_fee_amount": None,
+    "paid_out_of_band": False,
+    "tax": None,
+    "total_tax_amounts": [],
+    "transfer_data": None,
+}
+_INVOICE_SINCE_BASIL = {"total_pretax_credit_amounts": [], "total_taxes": []}
 
 _CHARGE = {
     "object": "charge",
@@ -200,47 +267,75 @@ _CHARGE = {
 
 _CHECKOUT_SESSION = {
     "object": "checkout.session",
+    "adaptive_pricing": {"enabled": False},
     "after_expiration": None,
     "allow_promotion_codes": None,
-    "automatic_tax": _AUTOMATIC_TAX,
+    "automatic_tax": _CHECKOUT_AUTOMATIC_TAX,
     "billing_address_collection": None,
     "cancel_url": "https://example.com/cancel",
     "client_reference_id": None,
+    "client_secret": None,
+    "collected_information": None,
     "consent": None,
     "consent_collection": None,
+    "currency_conversion": None,
+    "custom_fields": [],
+    "custom_text": {
+        "after_submit": None,
+        "shipping_address": None,
+        "submit": None,
+        "terms_of_service_acceptance": None,
+    },
+    "customer_account": None,
     "customer_creation": "always",
+    "discounts": [],
+    "integration_identifier": None,
+    "invoice_creation": None,
     "locale": None,
+    "managed_payments": {"enabled": False},
     "metadata": {},
+    "origin_context": None,
     "payment_link": None,
+    "payment_method_collection": "always",
+    "payment_method_configuration_details": None,
     "payment_method_options": {},
     "payment_method_types": ["card"],
+    "permissions": None,
     "phone_number_collection": {"enabled": False},
     "recovered_from": None,
+    "saved_payment_method_options": None,
     "setup_intent": None,
     "shipping_address_collection": None,
+    "shipping_cost": None,
     "shipping_options": [],
-    "shipping_rate": None,
     "submit_type": None,
     "success_url": "https://example.com/success?session_id={CHECKOUT_SESSION_ID}",
-    "tax_id_collection": {"enabled": False},
+    "tax_id_collection": {"enabled": False, "required": "never"},
     "ui_mode": "hosted",
+    "wallet_options": None,
 }
 
 
-def render_customer(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
-    """A customer in Stripe's shape."""
-    return {**_CUSTOMER, **c}
+def render_customer(c: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
+    """A customer in Stripe's shape; a discount applied to the customer shows as `discount`."""
+    out = {**_CUSTOMER, **c}
+    out["discount"] = render_discount(c.get("discount"), cat, shape, c["id"], None)
+    return out
 
 
-def _discount(d: dict[str, Any] | None, cat: Catalog, customer: str, sub: str) -> dict | None:
+def render_discount(
+    d: dict[str, Any] | None, cat: Catalog, shape: Shape, customer: str, sub: str | None
+) -> dict | None:
+    """A discount (a redeemed coupon): the coupon is auto-expanded as `coupon` before clover,
+    and an id in `source.coupon` since (expandable, Stripe no longer inlines it)."""
     if d is None:
         return None
-    return {
+    out: dict[str, Any] = {
         "id": d["id"],
         "object": "discount",
         "checkout_session": None,
-        "coupon": cat.inline("coupons", d["coupon"]),
         "customer": customer,
+        "customer_account": None,
         "end": d["end"],
         "invoice": None,
         "invoice_item": None,
@@ -249,9 +344,14 @@ def _discount(d: dict[str, Any] | None, cat: Catalog, customer: str, sub: str) -
         "subscription": sub,
         "subscription_item": None,
     }
+    if shape.clover:
+        out["source"] = {"coupon": d["coupon"], "type": "coupon"}
+    else:
+        out["coupon"] = cat.inline("coupons", d["coupon"])
+    return out
 
 
-def render_subscription_items(c: dict[str, Any], cat: Catalog, legacy: bool) -> list[dict]:
+def render_subscription_items(c: dict[str, Any], cat: Catalog, shape: Shape) -> list[dict]:
     """Every item of a subscription, in creation order (what /v1/subscription_items pages)."""
     sub_id = c["id"]
     start, end = c["period"]
@@ -271,18 +371,20 @@ def render_subscription_items(c: dict[str, Any], cat: Catalog, legacy: bool) -> 
         }
         if quantity is not None:
             item["quantity"] = quantity
-        if not legacy:
+        if shape.basil:
             item["current_period_start"] = start
             item["current_period_end"] = end
         items.append(item)
     return items
 
 
-def render_subscription(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
-    """A subscription; current_period_* sits on items, or on the subscription before basil."""
+def render_subscription(c: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
+    """A subscription; current_period_* sits on items, or on the subscription before basil.
+    `discounts` lists discount ids (expandable); before basil `discount` also showed the
+    subscription's discount in full."""
     sub_id = c["id"]
     start, end = c["period"]
-    items = render_subscription_items(c, cat, legacy)
+    items = render_subscription_items(c, cat, shape)
     out = {**_SUBSCRIPTION, **c}
     del out["period"]
     # Like every list Stripe embeds, `items` holds the first EMBEDDED_ITEMS only; has_more then
@@ -294,20 +396,22 @@ def render_subscription(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[s
         "total_count": len(items),
         "url": f"/v1/subscription_items?subscription={sub_id}",
     }
-    out["discount"] = _discount(c["discount"], cat, c["customer"], sub_id)
+    out.pop("discount")  # the stored record's: shown in full only before basil
+    if not shape.basil:
+        out["discount"] = render_discount(c["discount"], cat, shape, c["customer"], sub_id)
     out["discounts"] = [c["discount"]["id"]] if c["discount"] else []
     out["cancellation_details"] = {
         "comment": None,
         "feedback": None,
         "reason": "cancellation_requested" if c["canceled_at"] else None,
     }
-    if legacy:
+    if not shape.basil:
         out["current_period_start"] = start
         out["current_period_end"] = end
     return out
 
 
-def render_line(line: list, inv: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+def render_line(line: list, inv: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
     """One invoice line item."""
     il, price_id, quantity, amount, start, end, si = line
     price = cat.prices[price_id]
@@ -325,17 +429,17 @@ def render_line(line: list, inv: dict[str, Any], cat: Catalog, legacy: bool) -> 
         "metadata": {},
         "period": {"start": start, "end": end},
         "quantity": quantity,
-        "tax_amounts": [],
-        "tax_rates": [],
+        "subscription": inv["subscription"],
     }
-    if legacy:
+    if not shape.basil:
         out.update(
             plan=cat.inline("plans", price_id, optional=True),
             price=cat.inline("prices", price_id),
             proration=False,
             proration_details={"credited_items": None},
-            subscription=inv["subscription"],
             subscription_item=si,
+            tax_amounts=[],
+            tax_rates=[],
             type="subscription",
         )
     else:
@@ -356,19 +460,21 @@ def render_line(line: list, inv: dict[str, Any], cat: Catalog, legacy: bool) -> 
             "unit_amount_decimal": price["unit_amount_decimal"],
         }
         out["pretax_credit_amounts"] = []
+        out["quantity_decimal"] = None if quantity is None else str(quantity)
+        out["subtotal"] = amount
         out["taxes"] = []
     return out
 
 
-def render_invoice_lines(c: dict[str, Any], cat: Catalog, legacy: bool) -> list[dict]:
+def render_invoice_lines(c: dict[str, Any], cat: Catalog, shape: Shape) -> list[dict]:
     """Every line of an invoice (what /v1/invoices/{id}/lines pages)."""
-    return [render_line(line, c, cat, legacy) for line in c["lines"]]
+    return [render_line(line, c, cat, shape) for line in c["lines"]]
 
 
-def render_invoice(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+def render_invoice(c: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
     """An invoice; the subscription sits under parent.subscription_details since basil."""
-    out = {**_INVOICE, **c}
-    lines = render_invoice_lines(c, cat, legacy)
+    out = {**_INVOICE, **(_INVOICE_SINCE_BASIL if shape.basil else _INVOICE_BEFORE_BASIL), **c}
+    lines = render_invoice_lines(c, cat, shape)
     out["lines"] = {
         "object": "list",
         "data": lines[:EMBEDDED_ITEMS],
@@ -380,7 +486,7 @@ def render_invoice(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, A
     out.update(
         amount_due=c["total"],
         amount_remaining=0 if paid else c["total"] - c["amount_paid"],
-        paid=paid,
+        effective_at=c["finalized_at"],
         subtotal_excluding_tax=c["subtotal"],
         total_excluding_tax=c["total"],
         status_transitions={
@@ -391,7 +497,6 @@ def render_invoice(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, A
         },
         hosted_invoice_url=f"https://invoice.stripe.com/i/{c['id']}",
         invoice_pdf=f"https://pay.stripe.com/invoice/{c['id']}/pdf",
-        discount=_discount(c.get("discount"), cat, c["customer"], c["subscription"]),
         discounts=[c["discount"]["id"]] if c.get("discount") else [],
         total_discount_amounts=[
             {"amount": c["subtotal"] - c["total"], "discount": c["discount"]["id"]}
@@ -402,7 +507,12 @@ def render_invoice(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, A
     )
     for key in ("finalized_at", "paid_at", "voided_at"):
         del out[key]
-    if legacy:
+    out.pop("discount", None)
+    if not shape.basil:
+        out["paid"] = paid
+        out["discount"] = render_discount(
+            c.get("discount"), cat, shape, c["customer"], c["subscription"]
+        )
         return out
     sub = out.pop("subscription")
     out.pop("charge")
@@ -419,7 +529,7 @@ def render_invoice(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, A
     return out
 
 
-def render_charge(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+def render_charge(c: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
     """A card charge, succeeded, failed or (partly) refunded."""
     ok = c["status"] == "succeeded"
     out = {**_CHARGE, **c}
@@ -433,8 +543,12 @@ def render_charge(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, An
             "email": c["receipt_email"],
             "name": c["name"],
             "phone": None,
+            "tax_id": None,
         },
         outcome={
+            "advice_code": None if ok else "try_again_later",
+            "network_advice_code": None,
+            "network_decline_code": None,
             "network_status": "approved_by_network" if ok else "declined_by_network",
             "reason": None if ok else "generic_decline",
             "risk_level": "normal",
@@ -446,20 +560,42 @@ def render_charge(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, An
         payment_method=f"pm_{c['id'][3:]}",
         payment_method_details={
             "card": {
+                "amount_authorized": c["amount"] if ok else None,
+                "authorization_code": None,
                 "brand": c["brand"],
+                "checks": {
+                    "address_line1_check": None,
+                    "address_postal_code_check": None,
+                    "cvc_check": "pass",
+                },
                 "country": "US",
                 "exp_month": 12,
                 "exp_year": 2030,
+                "extended_authorization": {"status": "disabled"},
+                "fingerprint": f"fp{c['last4']}{c['brand'][:4]}",
                 "funding": "credit",
+                "incremental_authorization": {"status": "unavailable"},
+                "installments": None,
                 "last4": c["last4"],
+                "mandate": None,
+                "multicapture": {"status": "unavailable"},
+                "network": c["brand"],
+                "network_token": {"used": False},
+                "network_transaction_id": None,
+                "overcapture": {"maximum_amount_capturable": c["amount"], "status": "unavailable"},
+                "regulated_status": "unregulated",
+                "three_d_secure": None,
+                "transaction_link_id": None,
+                "wallet": None,
             },
             "type": "card",
         },
         receipt_url=f"https://pay.stripe.com/receipts/{c['id']}",
         refunds=_refunds(c),
+        source=None,
     )
     del out["name"], out["brand"], out["last4"]
-    if not legacy:
+    if shape.basil:
         out.pop("invoice")
     return out
 
@@ -477,8 +613,12 @@ def _refunds(c: dict[str, Any]) -> dict[str, Any]:
                 "charge": c["id"],
                 "created": c["created"],
                 "currency": c["currency"],
+                "customer": c["customer"],
+                "customer_account": None,
+                "destination_details": None,
                 "metadata": {},
                 "payment_intent": c["payment_intent"],
+                "payment_method": f"pm_{c['id'][3:]}",
                 "reason": "requested_by_customer",
                 "receipt_number": None,
                 "source_transfer_reversal": None,
@@ -490,12 +630,11 @@ def _refunds(c: dict[str, Any]) -> dict[str, Any]:
         "object": "list",
         "data": data,
         "has_more": False,
-        "total_count": len(data),
         "url": f"/v1/charges/{c['id']}/refunds",
     }
 
 
-def render_checkout_session(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+def render_checkout_session(c: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
     """A checkout session."""
     out = {**_CHECKOUT_SESSION, **c}
     out["customer_details"] = (
@@ -503,7 +642,9 @@ def render_checkout_session(c: dict[str, Any], cat: Catalog, legacy: bool) -> di
         if c["customer_email"] is None
         else {
             "address": None,
+            "business_name": None,
             "email": c["customer_email"],
+            "individual_name": None,
             "name": None,
             "phone": None,
             "tax_exempt": "none",
@@ -516,16 +657,16 @@ def render_checkout_session(c: dict[str, Any], cat: Catalog, legacy: bool) -> di
     return out
 
 
-def _identity(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+def _identity(c: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
     return c
 
 
-def _webhook_endpoint(c: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+def _webhook_endpoint(c: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
     # Stripe shows the secret only in the create response.
     return {k: v for k, v in c.items() if k != "secret"}
 
 
-RENDERERS: dict[str, Callable[[dict[str, Any], Catalog, bool], dict[str, Any]]] = {
+RENDERERS: dict[str, Callable[[dict[str, Any], Catalog, Shape], dict[str, Any]]] = {
     "customers": render_customer,
     "subscriptions": render_subscription,
     "invoices": render_invoice,
@@ -553,9 +694,9 @@ OBJECT_NAMES = {
 }
 
 
-def render(kind: str, compact: dict[str, Any], cat: Catalog, legacy: bool) -> dict[str, Any]:
+def render(kind: str, compact: dict[str, Any], cat: Catalog, shape: Shape) -> dict[str, Any]:
     """The full object of a stored record."""
-    return RENDERERS[kind](compact, cat, legacy)
+    return RENDERERS[kind](compact, cat, shape)
 
 
 def deleted_stub(kind: str, obj_id: str) -> dict[str, Any]:

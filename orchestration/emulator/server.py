@@ -16,7 +16,12 @@ from orchestration.emulator.account import PERMISSIONS, Account, Clock, KeyInfo
 from orchestration.emulator.api import Api, ApiError
 from orchestration.emulator.generator import generate, load_or_generate
 from orchestration.emulator.limits import FAULT_KINDS, Limits, Stats
-from orchestration.emulator.render import CURRENT_VERSION, render_subscription_items
+from orchestration.emulator.render import (
+    CURRENT_SHAPE,
+    CURRENT_VERSION,
+    Shape,
+    render_subscription_items,
+)
 from orchestration.emulator.store import Store, loads
 from orchestration.emulator.webhooks import Deliverer, matches
 
@@ -168,9 +173,9 @@ class Emulator:
         out = {}
         for obj_id, data in self.account.store.ids(kind, livemode, deleted=False):
             compact = loads(data)
-            obj = self.account.rendered(kind, compact, False)
+            obj = self.account.rendered(kind, compact, CURRENT_SHAPE)
             if all_items and kind == "subscriptions" and obj["items"]["has_more"]:
-                every = render_subscription_items(compact, self.account.catalog, False)
+                every = render_subscription_items(compact, self.account.catalog, CURRENT_SHAPE)
                 obj["items"] = {**obj["items"], "data": every, "has_more": False}
             out[obj_id] = obj
         return out
@@ -287,7 +292,7 @@ class Emulator:
         return {"id": we_id, "object": "webhook_endpoint", "deleted": True}
 
     def find_subscription_item(
-        self, acc: Account, si: str, livemode: bool, legacy: bool
+        self, acc: Account, si: str, livemode: bool, shape: Shape
     ) -> dict[str, Any] | None:
         """GET /v1/subscription_items/{id}; a scan, as nothing in the pipeline needs it fast."""
         with acc.store.lock:
@@ -298,7 +303,7 @@ class Emulator:
             ).fetchone()
         if row is None:
             return None
-        items = render_subscription_items(loads(row[0]), acc.catalog, legacy)
+        items = render_subscription_items(loads(row[0]), acc.catalog, shape)
         return next((i for i in items if i["id"] == si), None)
 
     def _on_event(self, acc: Account, event: dict[str, Any]) -> int:

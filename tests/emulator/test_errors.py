@@ -17,6 +17,7 @@ NEEDS = {
     "Checkout Sessions: Read": lambda c: c.v1.checkout.sessions.list(),
     "Invoices: Read": lambda c: c.v1.invoices.list(),
     "Prices: Read": lambda c: c.v1.prices.list(),
+    "Coupons: Read": lambda c: c.v1.coupons.list(),
     "Subscriptions: Read": lambda c: c.v1.subscriptions.list(),
     "Webhook Endpoints: Write": lambda c: c.v1.webhook_endpoints.create(
         {"url": "https://example.com/hook", "enabled_events": ["*"]}
@@ -42,6 +43,20 @@ def test_restricted_key_without_a_permission_gets_permission_error(
     for other, call in NEEDS.items():
         if other not in (missing, "Webhook Endpoints: Write"):
             call(client)
+
+
+def test_expanding_a_coupon_needs_coupons_read_as_on_stripe(shared: Emulator) -> None:
+    # Stripe: an expanded object needs the permission that reads it.
+    client = sdk(shared, shared.restricted_key(set(PERMISSIONS) - {"Coupons: Read"}))
+    path = "data.discounts.source.coupon"
+    with pytest.raises(stripe.PermissionError, match="rak_coupon_read"):
+        client.v1.subscriptions.list({"status": "all", "limit": 100, "expand": [path]})
+    # The discounts themselves need no more than the subscription.
+    subs = client.v1.subscriptions.list(
+        {"status": "all", "limit": 100, "expand": ["data.discounts"]}
+    )
+    coupons = [d.source.coupon for s in subs.data for d in s.discounts]
+    assert coupons and all(isinstance(c, str) for c in coupons)
 
 
 def test_restricted_key_sees_its_account(shared: Emulator) -> None:

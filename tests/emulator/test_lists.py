@@ -163,15 +163,18 @@ def test_status_filter_on_invoices_and_sessions(
     assert done == {i for i, o in truth.items() if o["status"] == "complete"}
 
 
-def test_expand_nested_list_paths(client: stripe.StripeClient) -> None:
-    page = client.v1.subscriptions.list(
-        {"limit": 5, "expand": ["data.customer", "data.items.data.price.product"]}
+def test_expand_nested_list_paths(shared: Emulator, client: stripe.StripeClient) -> None:
+    page = client.v1.subscriptions.list({"limit": 5, "expand": ["data.customer"]})
+    assert all(sub.customer.object == "customer" for sub in page.data)
+    # Four levels is Stripe's maximum, `data.` counted: a product through a list's items is five.
+    with pytest.raises(stripe.InvalidRequestError, match="more than 4 levels"):
+        client.v1.subscriptions.list({"limit": 5, "expand": ["data.items.data.price.product"]})
+    sub = client.v1.subscriptions.retrieve(
+        page.data[0].id, {"expand": ["items.data.price.product"]}
     )
-    for sub in page.data:
-        assert sub.customer.object == "customer"
-        price = sub["items"].data[0].price
-        assert price.object == "price"
-        assert price.product.object == "product"
+    price = sub["items"].data[0].price
+    assert price.object == "price"
+    assert price.product.object == "product"
 
 
 def test_expand_on_retrieve(shared: Emulator, client: stripe.StripeClient) -> None:
@@ -230,21 +233,42 @@ def test_catalog_has_zero_and_three_decimal_currencies(client: stripe.StripeClie
     assert {"usd", "eur", "jpy", "kwd"} <= currencies
 
 
-def test_subscriptions_carry_discounts(shared: Emulator) -> None:
-    discounted = [s for s in shared.objects("subscriptions").values() if s["discount"]]
+def test_subscriptions_list_discount_ids(client: stripe.StripeClient) -> None:
+    subs = client.raw_request("get", "/v1/subscriptions", limit=100, status="all").data["data"]
+    discounted = [s for s in subs if s["discounts"]]
     assert discounted
-    d = discounted[0]["discount"]
-    assert d["object"] == "discount" and d["coupon"]["object"] == "coupon" and d["start"]
-    assert discounted[0]["discounts"] == [d["id"]]
+    assert all(isinstance(d, str) and d.startswith("di_") for s in subs for d in s["discounts"])
+    # 2025-03-31.basil removed the singular `discount`.
+    assert all("discount" not in s for s in subs)
 
 
-def test_discounts_expand_to_discount_objects(
+def test_discounts_expand_to_discount_objects_with_the_coupon_id_in_source(
     shared: Emulator, client: stripe.StripeClient
 ) -> None:
     sub_id = next(i for i, s in shared.objects("subscriptions").items() if s["discounts"])
     sub = client.v1.subscriptions.retrieve(sub_id, {"expand": ["discounts"]})
-    assert sub.discounts[0].object == "discount"
-    assert sub.discounts[0].coupon.id == sub.discount.coupon.id
+    discount = sub.discounts[0]
+    assert discount.object == "discount" and discount.subscription == sub_id
+    assert "coupon" not in discount and discount.source.type == "coupon"
+    coupon_id = discount.source.coupon
+    assert isinstance(coupon_id, str)
+    sub = client.v1.subscriptions.retrieve(sub_id, {"expand": ["discounts.source.coupon"]})
+    coupon = sub.discounts[0].source.coupon
+    assert coupon.object == "coupon" and coupon.id == coupon_id
+    assert coupon.duration in {"once", "repeating", "forever"}
+
+
+def test_discounts_before_clover_inline_their_coupon(
+    shared: Emulator, client: stripe.StripeClient
+) -> None:
+    sub_id = next(i for i, s in shared.objects("subscriptions").items() if s["discounts"])
+    basil = sdk(shared, stripe_version="2025-03-31.basil")
+    sub = basil.v1.subscriptions.retrieve(sub_id, {"expand": ["discounts"]})
+    assert sub.discounts[0].coupon.object == "coupon" and "source" not in sub.discounts[0]
+    assert "discount" not in sub
+    legacy = sdk(shared, stripe_version="2024-06-20").v1.subscriptions.retrieve(sub_id)
+    assert legacy.discount.coupon.object == "coupon"
+    assert legacy.discounts == [legacy.discount.id]
 
 
 def test_live_key_sees_only_live_data(shared: Emulator) -> None:

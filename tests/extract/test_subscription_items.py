@@ -11,6 +11,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from orchestration.emulator import Emulator
+from orchestration.emulator.render import CURRENT_SHAPE
 from orchestration.extract import items, sync_stripe
 from orchestration.extract.client import StripeApi
 from orchestration.extract.events import apply_events
@@ -33,7 +34,7 @@ def change_item_quantity(emu: Emulator, sub_id: str, position: int, *, event: bo
         emu.account.save("subscriptions", sub)
         if not event:
             return None
-        previous = {"items": emu.account.rendered("subscriptions", before, False)["items"]}
+        previous = {"items": emu.account.rendered("subscriptions", before, CURRENT_SHAPE)["items"]}
         evt = emu.account.event("customer.subscription.updated", "subscriptions", sub, previous)
         return evt["id"]
 
