@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     stripe_api_base: str = STRIPE_API_BASE
     database_url: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
+    # Days of stripe_raw.webhook_deliveries kept; the daily reconcile deletes older rows.
+    webhook_deliveries_retention_days: int = Field(default=30, ge=1, le=3650)
     dagster_home: Path | None = None
     stripe_sync_home: Path = Field(default_factory=default_state_dir)
     stripe_max_rps: float | None = Field(default=None, gt=0, le=1000)

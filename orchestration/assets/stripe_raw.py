@@ -110,6 +110,22 @@ def count_raw_customers(warehouse: WarehouseResource, livemode: bool) -> int:
     return int(row[0])
 
 
+def webhook_log_upkeep(warehouse: WarehouseResource, *, prune: bool) -> dict[str, int]:
+    """Webhook figures for the events asset: verified events that failed to apply in the last
+    day and, on the daily reconcile (`prune`), delivery-log rows deleted past
+    WEBHOOK_DELIVERIES_RETENTION_DAYS."""
+    from orchestration.settings import load_settings
+    from orchestration.webhooks.health import read_webhook_health
+    from orchestration.webhooks.store import prune_deliveries
+
+    with warehouse.connect() as conn:
+        figures = {"webhook_events_failed_last_day": read_webhook_health(conn)["failed_last_day"]}
+        if prune:
+            days = load_settings().webhook_deliveries_retention_days
+            figures["webhook_deliveries_pruned"] = prune_deliveries(conn, days)
+    return figures
+
+
 def table_metadata(result: Any, table: str) -> dict[str, dg.MetadataValue]:
     """The figures of one table's materialization, typed so the UI plots them."""
     totals = {
@@ -174,6 +190,7 @@ def stripe_raw_tables(
         max_rps=stripe.resolved_max_rps(),
         reconcile=config.reconcile,
         lock_timeout=60,
+        api_version=stripe.resolved_api_version(),
     )
     context.log.info(
         f"{result.kind} sync ({'live' if result.livemode else 'test'} mode): "
@@ -181,9 +198,17 @@ def stripe_raw_tables(
     )
     for warning in result.warnings:
         context.log.warning(warning)
+    webhooks = webhook_log_upkeep(warehouse, prune=config.reconcile)
+    if webhooks["webhook_events_failed_last_day"]:
+        context.log.warning(
+            f"{webhooks['webhook_events_failed_last_day']} webhook events failed to apply in the"
+            " last day; `stripe-sync status` shows the last reason"
+        )
     for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
         table = key.path[-1]
         metadata = table_metadata(result, table)
+        if table == "events":
+            metadata.update({name: dg.MetadataValue.int(n) for name, n in webhooks.items()})
         if table == "customers" and config.reconcile:
             metadata["stripe_customers"] = dg.MetadataValue.int(
                 count_stripe_customers(stripe.api_key, api_base, stripe.resolved_max_rps())

@@ -36,6 +36,7 @@ from orchestration.errors import SettingsError, StripeKeyError
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.settings import Settings
 from orchestration.webhooks.store import (
+    PERMANENT,
     UNAVAILABLE,
     ConnectionPool,
     Outcome,
@@ -198,17 +199,26 @@ class Receiver:
             return self._record_failure(event, exc)
 
     def _record_failure(self, event: dict[str, Any], exc: Exception) -> Outcome | Exception:
-        """A verified event that cannot be applied for a reason of its own is acknowledged (2xx)
-        with the error recorded in the delivery log (`status`, the Dagster UI). Stripe's retries
-        (three days of them) cannot fix a 403, a 400 or a bad object, and would only keep it in
-        every batch; the events API still holds it, so the next incremental sync meets it again,
-        and a manual resend after the fix applies it (a failed event is not stored)."""
-        log.warning("webhook event %s failed: %s", event["id"], describe_error(exc))
+        """Records a verified event that could not be applied (the delivery log: `status`, the
+        Dagster UI). A permanent error of its own (a 403 or 400 on its re-fetch, an object
+        Postgres refuses) is acknowledged 2xx: Stripe's retries (three days of them) cannot fix
+        it and would only keep it in every batch; the events API still holds it, so the next
+        incremental sync meets it again, and a manual resend after the fix applies it (a failed
+        event is not stored). An unexpected error is returned, answered 5xx: Stripe redelivers
+        it, and a receiver with the fix applies it."""
+        permanent = isinstance(exc, PERMANENT)
+        log.warning(
+            "webhook event %s failed%s: %s",
+            event["id"],
+            "" if permanent else " (unexpected, answered 5xx)",
+            describe_error(exc),
+        )
         try:
             with self.pool.connection() as conn:
-                return record_failure(conn, event, exc)
+                outcome = record_failure(conn, event, exc)
         except psycopg.Error as db_exc:
             return db_exc  # not even recorded: 5xx, so Stripe redelivers it
+        return outcome if permanent else exc
 
     def database_ok(self) -> bool:
         try:
@@ -457,6 +467,7 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         settings.stripe_api_base,
         max_rps=settings.stripe_max_rps,
         max_attempts=WEBHOOK_REFETCH_ATTEMPTS,
+        api_version=settings.stripe_api_version,
     )
     app = create_app(url, secrets, client)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from orchestration.errors import StripeKeyError, StripeUnavailableError
+from orchestration.errors import StripeKeyError, StripeSyncError, StripeUnavailableError
 from orchestration.extract import loader
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.extract.events import apply_events
@@ -32,12 +32,19 @@ DEADLOCK_RETRIES = 3
 # "Stripe or the database is unavailable": the only errors that fail a whole batch (answered
 # 5xx, so Stripe redelivers). They say nothing about the event and would fail each one alike; a
 # rejected key (401) is among them, since no event is at fault and a fixed key lands the retry.
-# Everything else (a 403 or 400 on a re-fetch, an object the database refuses) is the event's
-# own problem and is recorded against it alone.
+# Everything else is the event's own problem and is recorded against it alone.
 UNAVAILABLE: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     StripeUnavailableError,
     StripeKeyError,
+)
+# Errors of one event that no redelivery fixes: Stripe refusing its re-fetch (403, 400) and
+# Postgres refusing its object (a value jsonb or a column cannot hold). Anything else is
+# unexpected (a bug here, say): recorded too, but answered 5xx so the fixed receiver gets it.
+PERMANENT: tuple[type[Exception], ...] = (
+    StripeSyncError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
 )
 
 

@@ -19,7 +19,7 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from orchestration.extract.client import API_VERSION, StripeApi
-from orchestration.webhooks.server import WEBHOOK_PATH, create_app
+from orchestration.webhooks.server import WEBHOOK_PATH, create_app, server_config
 
 ENDPOINT_WHSEC = "whsec_test_webhooks_primary_0123456789"
 PREVIOUS_WHSEC = "whsec_test_webhooks_previous_9876543210"
@@ -125,10 +125,12 @@ def rows(database_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 class RunningServer:
-    """uvicorn serving an app on a free loopback port, in a thread. The port is bound first, so
-    its URL can be registered before the app (which needs the secret) exists."""
+    """uvicorn serving an app on a free loopback port, in a thread, with the configuration
+    `webhooks serve` uses (`options` override its limits). The port is bound first, so its URL
+    can be registered before the app (which needs the secret) exists."""
 
-    def __init__(self, app: Any = None) -> None:
+    def __init__(self, app: Any = None, **options: Any) -> None:
+        self.options = options
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -139,7 +141,7 @@ class RunningServer:
         self.thread: threading.Thread | None = None
 
     def start(self, app: Any = None) -> RunningServer:
-        config = uvicorn.Config(app or self.app, log_level="warning", lifespan="on")
+        config = server_config(app or self.app, log_level="warning", lifespan="on", **self.options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

@@ -119,6 +119,25 @@ def test_event_whose_object_postgres_refuses_is_recorded_not_retried(http, datab
     assert failed[2]  # the database's reason, for `status`
 
 
+def test_unexpected_error_is_recorded_and_answered_5xx_without_failing_its_neighbours(
+    app_factory, database_url
+):
+    odd = customer_event("evt_odd", "cus_odd")
+    odd["created"] = "soon"  # signed, an event by its shape, but no time: nothing expects this
+    fine = customer_event("evt_fine", "cus_fine")
+    http = app_factory()
+    outcomes = http.app.state.receiver.store_batch([odd, fine])
+    assert isinstance(outcomes[0], ValueError)  # answered 5xx: Stripe redelivers it
+    assert (outcomes[1].outcome, outcomes[1].event_id) == ("applied", "evt_fine")
+    assert post(http, odd).status_code == 500
+    assert rows(database_url, "select id from stripe_raw.events") == [("evt_fine",)]
+    assert rows(database_url, DELIVERIES) == [
+        ("evt_fine", "applied", None),
+        ("evt_odd", "failed", "ValueError: invalid literal for int() with base 10: 'soon'"),
+        ("evt_odd", "failed", "ValueError: invalid literal for int() with base 10: 'soon'"),
+    ]
+
+
 def test_stripe_unavailable_still_fails_the_whole_batch(database_url):
     # Nothing listens there, and one attempt only: the re-fetch fails as an outage does.
     client = StripeApi("sk_test_webhooks0000", UNREACHABLE_API, max_attempts=1)
