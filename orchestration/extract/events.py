@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -25,6 +26,13 @@ SETTLED = 5
 REFETCH_THREADS = 16
 PAGE_SIZE = 100
 REFRESH_BATCH = 200  # customers refreshed per transaction (see refresh_stored_customers)
+# Writers of one object (the sync's replay, each webhook batch) serialize on an advisory lock per
+# object in this namespace (two-int lock space: it never meets the sync's bigint locks or the
+# receiver's per-event namespace).
+OBJECT_LOCK_NAMESPACE = 0x0B1E
+# A re-fetch whose Date second is not past its event's second may predate a later change made in
+# that same second: it is read once more, this long after.
+REREAD_DELAY = 1.0
 
 
 @dataclass
@@ -92,7 +100,7 @@ def cursor_problem(
     retention some may be gone. Stripe's clock comes from responses, never the local one."""
     if cursor is None:
         return None, None
-    response = client.retrieve(f"/v1/events/{cursor}")
+    response = client.retrieve(f"/v1/events/{quote(cursor, safe='')}")
     now = response.server_time if response else newest_event(client)[1].server_time
     if cursor_at is not None and now - cursor_at > EVENT_RETENTION:
         days = (now - cursor_at).total_seconds() / 86400
@@ -220,7 +228,8 @@ def _needs_refetch(touch: Touch) -> bool:
 
 
 def _refetch(client: StripeApi, touch: Touch) -> Response | None:
-    path = touch.spec.retrieve_path.format(id=touch.object_id)
+    # Ids come from event payloads: quoted, so `../account` names no other resource.
+    path = touch.spec.retrieve_path.format(id=quote(touch.object_id, safe=""))
     params = {"expand": touch.spec.retrieve_expand} if touch.spec.retrieve_expand else {}
     return client.retrieve(path, **params)
 
@@ -245,16 +254,26 @@ def apply_events(
     version, else a re-fetch), never overwriting a newer snapshot. With advance_cursor (events
     API only; `events` oldest first) the cursor moves to the last event in the same transaction.
     Webhooks call this too, without advance_cursor: their order is not guaranteed. On an
-    autocommit connection it commits; otherwise its transaction is a savepoint in the caller's."""
+    autocommit connection it commits; otherwise its transaction is a savepoint in the caller's.
+
+    Each touched object stays locked (lock_objects) from the read of its stored stamp through
+    the re-fetch to the upsert, until the outermost transaction ends: a re-fetch read before
+    another writer's change can then never be committed after it."""
     newest = events[-1] if events else None
     events = [e for e in events if bool(e.get("livemode")) == client.livemode]
     result = ApplyResult(events=len(events))
-    touches = _flag_same_second_as_stored(conn, coalesce(events))
-    rows = _rows_for(client, touches, result)
-    if _sync_mode(conn, client.livemode) == "new-only":
-        rows += _complete_customers(conn, client, touches, result)
-    rows = items.complete_rows(client, rows)
+    touches = coalesce(events)
     with conn.transaction():
+        new_only = _sync_mode(conn, client.livemode) == "new-only"
+        keys = [(t.spec.table, t.object_id) for t in touches]
+        if new_only:  # customers completed on first touch are written too
+            keys += [("customers", c) for c in map(_customer_of, touches) if c]
+        lock_objects(conn, keys)
+        touches = _flag_same_second_as_stored(conn, touches)
+        rows = _rows_for(client, touches, result)
+        if new_only:
+            rows += _complete_customers(conn, client, touches, result)
+        rows = items.complete_rows(client, rows)
         result.new_events = loader.insert_events(conn, events)
         # Tables in OBJECTS order (and ids sorted inside upsert_objects): a sync and the webhook
         # receiver then lock rows in the same order and cannot deadlock each other.
@@ -274,14 +293,44 @@ def apply_events(
     return result
 
 
+def lock_objects(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> None:
+    """Takes the advisory transaction lock of each (table, id), in key order so that writers
+    sharing objects cannot deadlock; held until the outermost transaction ends. Re-entrant: a
+    caller may lock a whole batch first, then apply it in parts."""
+    names = sorted({f"{table}/{object_id}" for table, object_id in keys})
+    if names:
+        conn.execute(
+            "select pg_advisory_xact_lock(%s, k) from"
+            " (select distinct hashtext(name) as k from unnest(%s::text[]) as name order by k)"
+            " as keys",
+            (OBJECT_LOCK_NAMESPACE, names),
+        )
+
+
+def _fetch(client: StripeApi, touches: list[Touch], which: list[int]) -> dict[int, Response | None]:
+    with ThreadPoolExecutor(REFETCH_THREADS) as pool:
+        answers = pool.map(lambda i: _refetch(client, touches[i]), which)
+        return dict(zip(which, answers, strict=True))
+
+
 def _rows_for(
     client: StripeApi, touches: list[Touch], result: ApplyResult
 ) -> list[tuple[str, loader.ObjectRow]]:
     """The staged row of each touched object; re-fetches run concurrently."""
     stale = [i for i, t in enumerate(touches) if _needs_refetch(t)]
-    with ThreadPoolExecutor(REFETCH_THREADS) as pool:
-        answers = pool.map(lambda i: _refetch(client, touches[i]), stale)
-        fetched = dict(zip(stale, answers, strict=True))
+    fetched = _fetch(client, touches, stale)
+    # Stamped with its event's second (below), an answer read within that second may miss a
+    # later change of the same second, whose writer would then find an equal stamp and re-read
+    # too; reading once more after the second has passed makes the stored state newer anyway.
+    unsettled = [
+        i
+        for i, response in fetched.items()
+        if response is not None
+        and int(response.server_time.timestamp()) <= int(touches[i].event.get("created") or 0)
+    ]
+    if unsettled:
+        time.sleep(REREAD_DELAY)
+        fetched.update(_fetch(client, touches, unsettled))
     rows = []
     for i, touch in enumerate(touches):
         event_obj = touch.event["data"]["object"]
@@ -353,7 +402,7 @@ def _whole_customer(
     """A customer's record, every subscription and latest charge, as rows (subscriptions may
     still embed part of their items: callers complete them); None when Stripe no longer has
     the customer."""
-    customer = client.retrieve(f"/v1/customers/{customer_id}")
+    customer = client.retrieve(f"/v1/customers/{quote(customer_id, safe='')}")
     if customer is None:
         return None
     rows = [("customers", loader.object_row(customer.data, customer.server_time))]
@@ -471,7 +520,7 @@ def _same_second_as_cursor(
     if cursor is None:
         return []
     if second is None:
-        found = client.retrieve(f"/v1/events/{cursor}")
+        found = client.retrieve(f"/v1/events/{quote(cursor, safe='')}")
         if found is None:
             return []
         second = int(found.data["created"])
