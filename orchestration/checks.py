@@ -74,8 +74,8 @@ def sync_lag_result(
 
 
 CUSTOMER_COUNT_NOT_EVALUATED = (
-    "not evaluated: no reconcile has counted Stripe's customers yet. The daily reconcile"
-    " (stripe_reconcile job, daily_reconcile_schedule) counts them; this check compares its counts."
+    "not evaluated: no reconcile has counted Stripe's customers yet"
+    " (the daily stripe_reconcile job counts them)"
 )
 
 

@@ -30,7 +30,7 @@ _state = {"debug": False}
 
 
 class SyncMode(StrEnum):
-    """How the first sync of an account starts (CONTRACT.md)."""
+    """How the first sync of an account starts (docs/contract.md)."""
 
     import_existing = "import-existing"
     new_only = "new-only"
@@ -138,13 +138,19 @@ def status() -> None:
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option(help="Customers in the demo dataset.")] = 2000,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Print the full output (Dagster and dbt) instead of one line a stage."
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded Postgres and the local Stripe API with demo data; run the main job."""
     from orchestration.commands import run_demo
 
     if customers < 0:
         raise SettingsError("--customers must be ≥ 0", "fix the option's value")
-    run_demo(load_settings(), customers=customers)
+    run_demo(load_settings(), customers=customers, verbose=verbose)
 
 
 @app.command()

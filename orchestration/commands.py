@@ -137,7 +137,7 @@ def run_status(settings: Settings) -> int:
     return 1 if health.failed else 0
 
 
-def run_demo(settings: Settings, *, customers: int) -> None:
+def run_demo(settings: Settings, *, customers: int, verbose: bool = False) -> None:
     """The embedded default: local Postgres, local Stripe API with demo data, the main job."""
     try:
         from orchestration.demo import run_demo_job
@@ -146,7 +146,7 @@ def run_demo(settings: Settings, *, customers: int) -> None:
         check_database(url)
         typer.echo(f"{OK} embedded database: {describe(url)}")
         raise _engine_missing("the emulator and the main job", "issues 4 and 7") from None
-    run_demo_job(settings, customers=customers)
+    run_demo_job(settings, customers=customers, verbose=verbose)
 
 
 def run_webhooks_serve(settings: Settings, *, host: str, port: int) -> None:

@@ -67,6 +67,8 @@ class RunOutcome:
     checks: list[CheckOutcome] = field(default_factory=list)
     # Checks the run planned but that yielded no result: Dagster shows them as skipped.
     skipped_checks: list[str] = field(default_factory=list)
+    # Why, by check name, when the check logged it ("<check> not evaluated: <reason>").
+    skip_reasons: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     dagster_home: str = ""
 
@@ -84,7 +86,10 @@ class RunOutcome:
         lines += [
             f"  check {c.asset} {c.name}: failed ({c.severity.lower()})" for c in self.failed_checks
         ]
-        lines += [f"  check {name}: not evaluated" for name in self.skipped_checks]
+        for name in self.skipped_checks:
+            lines.append(f"  check {name}: not evaluated")
+            if reason := self.skip_reasons.get(name.rsplit(" ", 1)[-1]):
+                lines.append(f"    ({reason})")
         if self.error:
             lines.append(f"  error: {self.error}")
         lines.append("  see it in the UI (`make ui`) → Runs")
@@ -111,6 +116,8 @@ def read_outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
     for record in instance.all_logs(run_id):
         event = record.dagster_event
         if event is None:
+            if match := _NOT_EVALUATED.match(record.user_message or ""):
+                outcome.skip_reasons[match.group(1)] = match.group(2)
             continue
         if event.is_step_materialization:
             outcome.materialized.append(event.asset_key.to_user_string())
@@ -139,6 +146,8 @@ def read_outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# How a check that yields no result says why (orchestration/checks.py).
+_NOT_EVALUATED = re.compile(r"^(\w+) not evaluated: (.+)$")
 # dbt's summary names each failing node on a line like these; the best one-line reason.
 _DBT_FAILURE = re.compile(r"^(Failure|Runtime Error|Database Error|Compilation Error) in ")
 
