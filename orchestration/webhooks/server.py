@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ import anyio.to_thread
 import psycopg
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -65,7 +66,9 @@ MAX_BATCH = 200  # deliveries per transaction
 BODY_TIMEOUT_SECONDS = 5.0  # a whole body within this, or 408 and the connection closed
 HEADER_TIMEOUT_SECONDS = 5.0  # request line and headers within this of connecting
 BODY_BUDGET_BYTES = 32 * 1024 * 1024  # unverified bodies held at once, all requests together
-LIMIT_CONCURRENCY = 200  # open connections; uvicorn answers 503 past it
+# Open connections; uvicorn answers 503 past it (a delivery too: Stripe retries it). A connection
+# costs ~100 KB at most (headers capped, bodies either refused unread or within the budget).
+LIMIT_CONCURRENCY = 400
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers; h11 answers 400 past it
 REJECTION_FLUSH_SECONDS = 60.0  # one summary row per rejection reason per interval
 
@@ -288,6 +291,8 @@ async def _read_body(
                 chunks.append(chunk)
     except TimeoutError:
         raise Rejected(408, f"body not received within {timeout:g} s") from None
+    except ClientDisconnect:
+        raise Rejected(400, "client disconnected before the end of its body") from None
     return b"".join(chunks)
 
 
@@ -414,6 +419,38 @@ class HeaderDeadlineProtocol(H11Protocol):
         self._header_deadline = self.loop.call_later(self.header_timeout, expire)
 
 
+class _OncePerMinute(logging.Filter):
+    """Lets uvicorn's per-request warnings about abusive traffic (over the connection limit,
+    unparsable requests) through once a minute with the number held back, so a flood cannot
+    flood the log too."""
+
+    MESSAGES = ("Exceeded concurrency limit.", "Invalid HTTP request received.")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message not in self.MESSAGES:
+            return True
+        now = time.monotonic()
+        if now - self._last.get(message, -REJECTION_FLUSH_SECONDS) < REJECTION_FLUSH_SECONDS:
+            self._held[message] += 1
+            return False
+        self._last[message] = now
+        if held := self._held.pop(message, 0):
+            record.msg, record.args = "%s (and %d more in the last minute)", (message, held)
+        return True
+
+
+def _quiet_uvicorn_warnings() -> None:
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _OncePerMinute) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(_OncePerMinute())
+
+
 def server_config(
     app: Starlette,
     *,
@@ -429,7 +466,7 @@ def server_config(
         "WebhookProtocol", (HeaderDeadlineProtocol,), {"header_timeout": header_timeout}
     )
     options.setdefault("log_level", "info")
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -440,6 +477,8 @@ def server_config(
         access_log=False,
         **options,
     )
+    _quiet_uvicorn_warnings()  # after the Config, which (re)configures uvicorn's loggers
+    return config
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:

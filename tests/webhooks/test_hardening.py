@@ -5,6 +5,7 @@ budget, and refusals become one summary row per reason instead of one row each."
 from __future__ import annotations
 
 import json
+import logging
 import select
 import socket
 import time
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 
 from orchestration.webhooks.health import read_webhook_health
-from orchestration.webhooks.server import HEALTH_PATH, WEBHOOK_PATH, create_app
+from orchestration.webhooks.server import HEALTH_PATH, WEBHOOK_PATH, _OncePerMinute, create_app
 from tests.webhooks.conftest import (
     ENDPOINT_WHSEC,
     RunningServer,
@@ -192,3 +193,19 @@ def test_refusals_counted_before_a_shutdown_are_written_by_it(app_factory, datab
     assert rows(
         database_url, "select outcome, reason, delivery_count from stripe_raw.webhook_deliveries"
     ) == [("rejected", "missing Stripe-Signature header", 3)]
+
+
+def test_uvicorns_warnings_about_abusive_traffic_are_logged_once_a_minute_with_a_count():
+    quiet = _OncePerMinute()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, message, (), None)
+
+    assert quiet.filter(record("Exceeded concurrency limit."))
+    assert not any(quiet.filter(record("Exceeded concurrency limit.")) for _ in range(500))
+    assert quiet.filter(record("Invalid HTTP request received."))  # its own allowance
+    assert quiet.filter(record("Application startup complete."))  # other messages untouched
+    quiet._last["Exceeded concurrency limit."] -= 61  # a minute later
+    later = record("Exceeded concurrency limit.")
+    assert quiet.filter(later)
+    assert later.getMessage() == "Exceeded concurrency limit. (and 500 more in the last minute)"
