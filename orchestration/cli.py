@@ -22,8 +22,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help, as click prints it: Rich's option tables print `<bool>` for every flag and
+    # break long choices mid-word in an 80-column terminal.
+    rich_markup_mode=None,
 )
-webhooks_app = typer.Typer(help="Receive Stripe webhooks, or register the endpoint in Stripe.")
+webhooks_app = typer.Typer(
+    help="Receive Stripe webhooks, or register the endpoint in Stripe.", rich_markup_mode=None
+)
 app.add_typer(webhooks_app, name="webhooks")
 
 _state = {"debug": False}
@@ -88,10 +93,18 @@ def check() -> None:
 @app.command()
 def sync(
     mode: Annotated[
-        SyncMode, typer.Option(help="First sync: import existing data, or only new changes.")
+        SyncMode,
+        typer.Option(
+            # The default is named in the text: click would break "import-existing" at its hyphen.
+            help="First sync: import existing data (the default), or only new changes.",
+            show_default=False,
+        ),
     ] = SyncMode.import_existing,
     reset: Annotated[
-        bool, typer.Option(help="Start over: forget the stored state of another account.")
+        bool,
+        typer.Option(
+            help="Start over: forget the stored state of another account.", show_default=False
+        ),
     ] = False,
 ) -> None:
     """Extract Stripe into the raw tables (first sync imports; later syncs are incremental)."""
@@ -118,7 +131,8 @@ def run(
         str | None, typer.Option("--as-of", help="Fix 'now' (ISO-8601 with timezone).")
     ] = None,
     mode: Annotated[
-        SyncMode, typer.Option(help="Mode of a first sync.")
+        SyncMode,
+        typer.Option(help="Mode of a first sync (default: import existing).", show_default=False),
     ] = SyncMode.import_existing,
 ) -> None:
     """The main job: sync, then build; recorded as a Dagster run."""
