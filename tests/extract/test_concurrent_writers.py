@@ -3,66 +3,19 @@ interleaving of their re-fetches and commits, stripe_raw ends with Stripe's curr
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 import pytest
 
-from orchestration.emulator import Emulator
-from orchestration.extract import sync_stripe
+from orchestration.extract import events, sync_stripe
 from orchestration.extract.client import StripeApi
-from orchestration.extract.events import apply_events
-from orchestration.webhooks.store import ensure_webhook_tables, store_events
+from orchestration.webhooks.store import ensure_webhook_tables
+from tests.extract.races import Writer, apply_as, change_customer, race_same_second_events
 from tests.extract.stripe_proxy import StripeProxy
-
-# An API version other than the pinned one: an event rendered in it is re-fetched.
-OTHER_VERSION = "2024-06-20"
-
-
-def change_customer(emu: Emulator, customer_id: str, email: str, *, other_version: bool) -> dict:
-    """Changes a customer's email at "Stripe" and returns its customer.updated event as a
-    delivery carries it (read back over HTTP), in another API version if asked."""
-    with emu.lock:
-        compact, _ = emu.account.store.get("customers", customer_id)
-        compact["email"] = email
-        emu.account.save("customers", compact)
-        event_id = emu.account.event("customer.updated", "customers", dict(compact))["id"]
-    event = StripeApi(emu.test_key, emu.url, max_rps=1000).get(f"/v1/events/{event_id}").data
-    if other_version:
-        event["api_version"] = OTHER_VERSION
-    return event
-
-
-def apply_as(path: str, conn: psycopg.Connection, client: StripeApi, events: list[dict]) -> None:
-    """Applies events the way the sync's replay does (a page, cursor advanced) or the webhook
-    receiver does (one batch of deliveries)."""
-    if path == "sync replay":
-        apply_events(conn, client, events, advance_cursor=True)
-    else:
-        store_events(conn, client, events)
-
-
-class Writer(threading.Thread):
-    """Runs one writer, keeping its exception for the test to raise."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.work = work
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.work()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
 
 
 def waits_on_a_lock(database_url: str, pid: int) -> bool:
@@ -144,3 +97,32 @@ def test_a_refetch_returned_after_another_writer_committed_does_not_win(
             writer_b.finish()
     assert emu.objects("customers")[customer_id]["email"] == "b@example.org"
     assert stored_email(database_url, customer_id) == "b@example.org"
+
+
+RANDOM_ROUNDS = 100
+# How late the proxy returns an answer it already read: mostly at once, sometimes late enough
+# for another writer's whole re-fetch and commit to fit in between.
+ANSWER_DELAYS = (0.0, 0.005, 0.05)
+
+
+def test_concurrent_writers_of_same_second_events_end_with_stripes_state(
+    emulator_factory, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3 writers × 2 customers × 3 changes in one second, 100 rounds, Date lagging 0 or 1 s and
+    answers returned up to 50 ms late at random: every round ends with Stripe's state. The
+    re-read delay is cut to nothing: rounds stay fast, and what this checks is the locks (the
+    last writer to lock an object re-reads it after every change it was told of)."""
+    monkeypatch.setattr(events, "REREAD_DELAY", 0.0)
+    rng = random.Random(62)  # noqa: S311 - reproducible, not secret
+    emu = emulator_factory(customers=20, seed=62, now=int(time.time()))
+    with StripeProxy(emu, lag=lambda: rng.choice([0, 1])).running() as proxy:
+        proxy.hook = lambda _path: time.sleep(rng.choice(ANSWER_DELAYS))
+        sync_stripe(database_url, emu.test_key, api_base=proxy.url, max_rps=1000)
+        stale = {}
+        for round_ in range(RANDOM_ROUNDS):
+            wrong = race_same_second_events(
+                emu, database_url, proxy.url, rng, writers=3, objects=2, changes=3
+            )
+            if wrong:
+                stale[round_] = wrong
+    assert not stale, f"{len(stale)} of {RANDOM_ROUNDS} rounds left an older state: {stale}"
