@@ -15,6 +15,14 @@ import psycopg
 from orchestration.warehouse import parse_database_url, with_database
 from orchestration.webhooks.health import read_webhook_health, render_webhook_health
 
+# What the table's numbers count, printed under it: an events row count of 0 after a first
+# sync looks like a failure to anyone who does not know the events table is a change log.
+ROWS_EXPLAINED = (
+    "  rows stored: rows of stripe_raw.<object> in this mode, deleted objects included (flagged)",
+    "  events: Stripe's change log, which incremental syncs apply to the other tables; it holds",
+    "  the events since the first sync (0 until something changes in Stripe)",
+)
+
 
 @dataclass(frozen=True)
 class ObjectHealth:
@@ -70,7 +78,7 @@ class Health:
         mode = "live" if self.livemode else "test"
         if not self.objects:
             return f"no sync yet in {mode} mode: run `stripe-sync run` (or `stripe-sync sync`)"
-        header = ("object", "status", "rows", "last success", "behind")
+        header = ("object", "status", "rows stored", "last success", "behind")
         rows = [
             (
                 o.object,
@@ -91,7 +99,8 @@ class Health:
         lines = [
             f"mode: {mode}",
             *table,
-            f"customers in sync: {customers}",
+            *ROWS_EXPLAINED,
+            f"customers in sync: {customers} (stripe.customer_fields: not deleted, {mode} mode)",
             f"last successful sync: {_when(at)}",
             f"behind Stripe: {_duration(None if at is None else self.now - at)}",
             f"last error: {self.last_error or 'none'}",

@@ -55,3 +55,14 @@ def test_status_fails_when_the_last_sync_failed(database_url: str) -> None:
     health = read_health(database_url, livemode=False)
     assert health.failed
     assert "Stripe kept failing" in health.render()
+
+
+def test_status_explains_what_its_row_counts_count(database_url: str) -> None:
+    recent = datetime.now(UTC) - timedelta(minutes=3)
+    _prepare(database_url, ("customers", "ok", recent, None), ("events", "ok", recent, None))
+    text = read_health(database_url, livemode=False).render()
+    header = text.splitlines()[1]
+    assert header.split()[:4] == ["object", "status", "rows", "stored"]
+    assert "events: Stripe's change log" in text
+    assert "(0 until something changes in Stripe)" in text
+    assert "customers in sync: 1 (stripe.customer_fields: not deleted, test mode)" in text
