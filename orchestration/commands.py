@@ -7,6 +7,7 @@ from datetime import datetime
 import psycopg
 import typer
 
+from orchestration.api_versions import coupon_is_an_id
 from orchestration.environment import check_database, warehouse_url
 from orchestration.errors import NotYetAvailableError, PermissionsError, StripeKeyError
 from orchestration.settings import Settings
@@ -37,6 +38,7 @@ def _engine_missing(what: str, issue: str) -> NotYetAvailableError:
 
 
 WEBHOOKS_WRITE = "Webhook Endpoints: Write"
+COUPONS_READ = "Coupons: Read"
 
 
 def run_check(settings: Settings) -> int:
@@ -56,12 +58,25 @@ def run_check(settings: Settings) -> int:
         if permission == WEBHOOKS_WRITE and not granted:
             _say("–", permission, "missing (needed only for `stripe-sync webhooks register`)")
             continue
+        if permission == COUPONS_READ and not granted:
+            _say("–", permission, _without_coupons(settings.stripe_api_version))
+            continue
         _say(OK if granted else FAIL, permission, "granted" if granted else "missing")
     # Webhook Endpoints: Write serves only `webhooks register`; the sync runs without it.
     missing = [permission for permission in report.missing if permission != WEBHOOKS_WRITE]
     if missing:
         raise PermissionsError(missing)
     return 0
+
+
+def _without_coupons(api_version: str) -> str:
+    """What a missing Coupons: Read costs at the configured API version."""
+    if not coupon_is_an_id(api_version):
+        return f"missing (not needed at API version {api_version}: discounts inline coupons)"
+    return (
+        f"missing: at API version {api_version} coupon terms are read only through it; "
+        "discounted customers are flagged (has_unreadable_discount), not priced. Grant it"
+    )
 
 
 def run_sync(settings: Settings, *, mode: str, reset: bool) -> None:
@@ -83,6 +98,7 @@ def run_sync(settings: Settings, *, mode: str, reset: bool) -> None:
         reset=reset,
         max_rps=settings.stripe_max_rps,
         progress=sys.stderr.isatty(),
+        api_version=settings.stripe_api_version,
     )
     typer.echo(result.summary())
 

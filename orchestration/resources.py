@@ -55,6 +55,10 @@ class StripeResource(dg.ConfigurableResource):
     def resolved_max_rps(self) -> float | None:
         return self.max_rps if self.max_rps is not None else load_settings().stripe_max_rps
 
+    def resolved_api_version(self) -> str:
+        """STRIPE_API_VERSION, else the version the locked SDK pins."""
+        return load_settings().stripe_api_version
+
     @property
     def livemode(self) -> bool:
         """The key's mode decides which rows a sync writes and the marts show."""

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestration.api_versions import PINNED_VERSION, validate_version
 from orchestration.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def key_mode(api_key: str) -> KeyMode:
 
 
 class Settings(BaseSettings):
-    """Every setting of CONTRACT.md, read once from the environment and `.env`."""
+    """Every setting of docs/contract.md, read once from the environment and `.env`."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
 
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str = STRIPE_API_BASE
+    # For an account or webhook endpoint pinned to an older version; the SDK's own by default.
+    stripe_api_version: str = PINNED_VERSION
     database_url: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     # Days of stripe_raw.webhook_deliveries kept; the daily reconcile deletes older rows.
@@ -94,6 +97,11 @@ class Settings(BaseSettings):
                     " several may be given separated by commas during a rotation"
                 )
         return text
+
+    @field_validator("stripe_api_version")
+    @classmethod
+    def _api_version_is_supported(cls, value: str) -> str:
+        return validate_version(value)
 
     @field_validator("stripe_api_base")
     @classmethod

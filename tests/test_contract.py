@@ -1,4 +1,4 @@
-"""The names users and BI tools rely on match CONTRACT.md: tables, columns, segments, commands."""
+"""The names users and BI tools rely on match docs/contract.md: tables, columns, segments, CLI."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 
 from orchestration.settings import PROJECT_ROOT
 
-CONTRACT = PROJECT_ROOT.parent / "shared" / "CONTRACT.md"
+CONTRACT = PROJECT_ROOT / "docs" / "contract.md"
 
 
 def _contract() -> str:
-    assert CONTRACT.exists(), f"CONTRACT.md is expected beside the repo at {CONTRACT}"
+    assert CONTRACT.exists(), f"the contract is expected at {CONTRACT}"
     return CONTRACT.read_text()
 
 

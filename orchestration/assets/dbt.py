@@ -55,7 +55,7 @@ class StripeDbtTranslator(DagsterDbtTranslator):
 
 
 class BuildConfig(dg.Config):
-    """Run config of a build: the `--as-of` of CONTRACT.md ("" = the build's own start time)."""
+    """Run config of a build: the contract's `--as-of` ("" = the build's own start time)."""
 
     as_of: str = Field(default="", description="ISO-8601 with timezone; fixes 'now' for the rules.")
 

@@ -190,6 +190,7 @@ def stripe_raw_tables(
         max_rps=stripe.resolved_max_rps(),
         reconcile=config.reconcile,
         lock_timeout=60,
+        api_version=stripe.resolved_api_version(),
     )
     context.log.info(
         f"{result.kind} sync ({'live' if result.livemode else 'test'} mode): "

@@ -24,7 +24,7 @@ from orchestration.emulator.store import KEY_CHARS, Store, encode_key
 
 _ALNUM = bytes.maketrans(b"-_", b"Xq")
 
-# CONTRACT.md permission names → Stripe's restricted-key permission ids, which its 403s name.
+# docs/contract.md permission names → Stripe's restricted-key permission ids, which its 403s name.
 PERMISSIONS: dict[str, str] = {
     "Charges: Read": "rak_charge_read",
     "Customers: Read": "rak_customer_read",

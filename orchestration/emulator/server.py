@@ -118,7 +118,7 @@ class Emulator:
     # --- keys -------------------------------------------------------------------------------
 
     def restricted_key(self, permissions: set[str], livemode: bool = False) -> str:
-        """A restricted key with exactly these CONTRACT.md permissions (e.g. "Customers: Read")."""
+        """A restricted key with exactly these contract permissions (e.g. "Customers: Read")."""
         unknown = set(permissions) - set(PERMISSIONS)
         if unknown:
             raise ValueError(f"unknown permissions {sorted(unknown)}; known: {sorted(PERMISSIONS)}")

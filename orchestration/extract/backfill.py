@@ -255,8 +255,8 @@ class Backfill:
     def _fetch(self, job: Job) -> list[Job]:
         spec = job.spec
         params: dict[str, Any] = {"limit": PAGE_SIZE, **spec.list_params}
-        if spec.expand:
-            params["expand"] = list(spec.expand)
+        if expand := spec.expand_for(self.client):
+            params["expand"] = [f"data.{path}" for path in expand]
         if spec.windowed:
             params["created"] = {"gte": job.lo, "lt": job.hi}
         if job.after:

@@ -3,6 +3,7 @@ retries that never turn a 429 into a silent gap."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -15,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import requests
 import stripe
 
+from orchestration.api_versions import PINNED_VERSION
 from orchestration.errors import (
     PermissionsError,
     StripeKeyError,
@@ -27,9 +30,11 @@ from orchestration.errors import (
 # The SDK logs every request at INFO; at hundreds of requests a second that buries our own lines.
 logging.getLogger("stripe").setLevel(logging.WARNING)
 
-# One pinned version for every call: the SDK's own. Events rendered in another version are
-# re-fetched (events.py), so stored rows always have this shape.
-API_VERSION: str = stripe.api_version
+log = logging.getLogger(__name__)
+
+# The default version of every call: the SDK's own (STRIPE_API_VERSION may pin an older one).
+# Events rendered in another version are re-fetched (events.py), so stored rows have one shape.
+API_VERSION: str = PINNED_VERSION
 
 # Stripe's documented limits are 100 req/s live and 25 test; stay just below them.
 DEFAULT_LIVE_RPS = 90.0
@@ -38,6 +43,9 @@ MAX_ATTEMPTS = 10  # 0.5 s doubling, capped at 20 s: about two minutes of retrie
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 20.0
 REQUEST_TIMEOUT = 30.0
+# Until the API base first answers, a refused connection or an unknown host is more likely a
+# wrong STRIPE_API_BASE than a blip: a few quick tries, then a clear error, not minutes of retries.
+UNREACHED_ATTEMPTS = 3
 
 _KEY_PATTERN = re.compile(r"\b(sk|rk|pk|whsec)_(test|live)_[A-Za-z0-9*]+|\bwhsec_[A-Za-z0-9]+")
 
@@ -144,19 +152,22 @@ class StripeApi:
         *,
         max_rps: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        api_version: str = API_VERSION,
     ) -> None:
         self.livemode = key_livemode(api_key)
+        self.api_version = api_version
         self.max_attempts = max_attempts
         self.api_base = api_base.rstrip("/")
         rate = max_rps or (DEFAULT_LIVE_RPS if self.livemode else DEFAULT_TEST_RPS)
         self.bucket = shared_bucket(self.api_base, self.livemode, rate)
         self.stats = RequestStats()
+        self._reached = False  # the API base has answered at least once
         self._skew = 0.0  # seconds Stripe's clock is ahead of its Date headers (see _clock)
         self.last_server_time = datetime.min.replace(tzinfo=UTC)  # newest "now" Stripe told us
         self._sdk = stripe.StripeClient(
             api_key,
             base_addresses={"api": self.api_base},
-            stripe_version=API_VERSION,
+            stripe_version=api_version,
             max_network_retries=0,  # we retry ourselves: the SDK skips most 429s
             http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT),
         )
@@ -164,6 +175,20 @@ class StripeApi:
     @property
     def rate(self) -> float:
         return self.bucket.rate
+
+    @functools.cached_property
+    def coupons_readable(self) -> bool:
+        """Whether the key may read coupons (and so expand them): asked once, when an API version
+        that no longer inlines coupons first needs one."""
+        try:
+            self.get("/v1/coupons", limit=1)
+        except PermissionsError:
+            log.warning(
+                "the key lacks Coupons: Read: discounts are stored without their coupon's "
+                "terms, and their customers flagged (customer_fields.has_unreadable_discount)"
+            )
+            return False
+        return True
 
     def get(self, path: str, **params: Any) -> Response:
         """GET with retries on 429, 5xx, timeouts and connection errors; honours Retry-After.
@@ -176,12 +201,20 @@ class StripeApi:
             except stripe.StripeError as exc:
                 self.stats.add(requests=1, secs=time.monotonic() - started)
                 delay = self._retry_delay(exc, attempt)
+                unreachable = None if self._reached else _unreachable_reason(exc)
+                if unreachable is not None and attempt >= UNREACHED_ATTEMPTS - 1:
+                    raise StripeUnavailableError(
+                        sanitize(f"cannot reach the Stripe API at {self.api_base} ({unreachable})"),
+                        "check STRIPE_API_BASE (unset, it is https://api.stripe.com) and the"
+                        " network",
+                    ) from None
                 if delay is None or attempt == self.max_attempts - 1:
                     raise self._translate(exc, path) from None
                 self.stats.add(retries=1, rate_limited=int(exc.http_status == 429))
                 time.sleep(delay)
                 continue
             self.stats.add(requests=1, secs=time.monotonic() - started)
+            self._reached = True
             data = json.loads(body)
             return Response(data, self._clock(path, data, headers), body)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -278,6 +311,26 @@ def permission_for_path(path: str) -> str:
         if path.startswith(spec.list_path):
             return spec.permission
     return f"read access to {path}"
+
+
+def _unreachable_reason(exc: stripe.StripeError) -> str | None:
+    """Why no connection to the API base could be opened (refused, unknown host, ...), or None
+    when the error is anything else (a timeout, a reset mid-answer, an HTTP error)."""
+    if not isinstance(exc, stripe.APIConnectionError):
+        return None
+    cause = exc.__cause__
+    if not isinstance(cause, requests.exceptions.ConnectionError) or isinstance(
+        cause, requests.exceptions.Timeout
+    ):
+        return None
+    text = str(cause)
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        return "its host name does not resolve"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "NewConnectionError" in text:
+        return "no connection could be opened"
+    return None
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

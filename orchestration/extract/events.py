@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from orchestration.extract import items, loader, state
-from orchestration.extract.client import API_VERSION, Response, StripeApi
+from orchestration.extract.client import Response, StripeApi
 from orchestration.extract.objects import BY_STRIPE_OBJECT, BY_TABLE, OBJECTS, ObjectSpec
 
 EVENT_RETENTION = timedelta(days=30)  # Stripe keeps events for 30 days
@@ -211,26 +211,24 @@ def _touched(event: dict[str, Any]) -> list[tuple[ObjectSpec, str]]:
     return []
 
 
-def _needs_refetch(touch: Touch) -> bool:
+def _needs_refetch(touch: Touch, api_version: str) -> bool:
     """Use the event's own object only when it has our shape: same API version, same type, and
-    no field we expand carried as bare ids."""
+    its discounts' coupon terms inlined (event payloads never carry expansions)."""
     if touch.deleted:
         return False  # gone: the event's copy is the last state there will be
     if touch.ambiguous:
         return True
     obj = touch.event["data"]["object"]
-    if touch.event.get("api_version") != API_VERSION or obj.get("id") != touch.object_id:
+    if touch.event.get("api_version") != api_version or obj.get("id") != touch.object_id:
         return True
-    return any(
-        any(isinstance(item, str) for item in (obj.get(name) or []))
-        for name in touch.spec.expanded_fields
-    )
+    return touch.spec.lacks_coupon_terms(obj)
 
 
 def _refetch(client: StripeApi, touch: Touch) -> Response | None:
     # Ids come from event payloads: quoted, so `../account` names no other resource.
     path = touch.spec.retrieve_path.format(id=quote(touch.object_id, safe=""))
-    params = {"expand": touch.spec.retrieve_expand} if touch.spec.retrieve_expand else {}
+    expand = touch.spec.expand_for(client)
+    params = {"expand": expand} if expand else {}
     return client.retrieve(path, **params)
 
 
@@ -317,7 +315,7 @@ def _rows_for(
     client: StripeApi, touches: list[Touch], result: ApplyResult
 ) -> list[tuple[str, loader.ObjectRow]]:
     """The staged row of each touched object; re-fetches run concurrently."""
-    stale = [i for i, t in enumerate(touches) if _needs_refetch(t)]
+    stale = [i for i, t in enumerate(touches) if _needs_refetch(t, client.api_version)]
     fetched = _fetch(client, touches, stale)
     # Stamped with its event's second (below), an answer read within that second may miss a
     # later change of the same second, whose writer would then find an equal stamp and re-read
@@ -408,7 +406,7 @@ def _whole_customer(
     rows = [("customers", loader.object_row(customer.data, customer.server_time))]
     subs = BY_TABLE["subscriptions"]
     params: dict[str, Any] = {"customer": customer_id, "limit": PAGE_SIZE, **subs.list_params}
-    params["expand"] = list(subs.expand)
+    params["expand"] = [f"data.{path}" for path in subs.expand_for(client)]
     while True:
         page = client.get(subs.list_path, **params)
         data = page.data.get("data") or []
@@ -558,8 +556,8 @@ def poll_heads(
         return written
     for spec in (s for s in OBJECTS if s.created_without_event):
         params: dict[str, Any] = {"limit": PAGE_SIZE, **spec.list_params}
-        if spec.expand:
-            params["expand"] = list(spec.expand)
+        if expand := spec.expand_for(client):
+            params["expand"] = [f"data.{path}" for path in expand]
         while True:
             response = client.get(spec.list_path, **params)
             page = response.data.get("data") or []

@@ -2,7 +2,7 @@
 
 Stripe embeds at most 10 items in a subscription (`has_more` is then true); stored as sent, MRR
 would miss the others without any error. What is stored instead: `items.data` holds every item
-(Stripe's embedded ones first, in their order, as "the first item" of CONTRACT.md is item 1; then
+(Stripe's embedded ones first, in their order, as the contract's "first item" is item 1; then
 the rest in the list's order), `has_more` is false and `total_count` is the number of items;
 `object` and `url` stay as Stripe sent them. So a stored subscription is what Stripe would send if
 it embedded every item, and readers need no second table.

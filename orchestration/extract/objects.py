@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
+
+from orchestration.api_versions import coupon_is_an_id
+
+
+class ExpansionContext(Protocol):
+    """What decides an object's expansions: the API version, and whether the key reads coupons."""
+
+    api_version: str
+
+    @property
+    def coupons_readable(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -17,7 +28,9 @@ class ObjectSpec:
     retrieve_path: str  # with {id}
     permission: str  # restricted-key permission, in the Dashboard's wording
     list_params: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    expand: tuple[str, ...] = ()  # list expansions ("data." prefixed); retrieve drops the prefix
+    # Where the object keeps its discounts, whose coupon terms MRR needs: "discounts" (a list of
+    # ids unless expanded) or "discount" (one object). See `expand_for`.
+    discounts_field: str | None = None
     # Event type whose arrival means the object is gone. None when "deleted" means something else
     # (customer.subscription.deleted is a cancellation: the subscription still exists).
     delete_event: str | None = None
@@ -25,17 +38,39 @@ class ObjectSpec:
     # concurrently, the others are paged one request at a time (a list without the filter would
     # be the backfill's long pole).
     windowed: bool = True
-    # Expanded fields that an event's data.object carries only as ids: an event whose object has
-    # any of them non-empty is re-fetched, so stored rows always have one shape.
-    expanded_fields: tuple[str, ...] = ()
     # Stripe creates some objects without an event (there is no checkout.session.created; an
     # abandoned session may never have one): incremental syncs also read the head of the list,
     # newest first, down to the first object already stored (usually one page).
     created_without_event: bool = False
 
-    @property
-    def retrieve_expand(self) -> list[str]:
-        return [name.removeprefix("data.") for name in self.expand]
+    def expand_for(self, api: ExpansionContext) -> list[str]:
+        """Expansions of a retrieve (a list prefixes each with "data."): discounts with their
+        coupon's terms. Since 2025-09-30.clover a discount names its coupon by id
+        (`source.coupon`); expanding it is four levels deep in a list, Stripe's maximum, and
+        needs Coupons: Read. Without it the discounts still come (start, end, coupon id) and the
+        marts flag the customer instead of guessing the terms."""
+        if self.discounts_field is None:
+            return []
+        if coupon_is_an_id(api.api_version) and api.coupons_readable:
+            return [f"{self.discounts_field}.source.coupon"]
+        # `discount` is always an object; `discounts` lists ids unless expanded.
+        return ["discounts"] if self.discounts_field == "discounts" else []
+
+    def lacks_coupon_terms(self, obj: dict[str, Any]) -> bool:
+        """True when the object has a discount whose coupon is not inlined (an id, or a bare
+        discount id): a copy from an event, to re-read with `expand_for`'s expansions."""
+        if self.discounts_field is None:
+            return False
+        value = obj.get(self.discounts_field)
+        discounts = value if isinstance(value, list) else [value] if value else []
+        return any(not _has_coupon_terms(d) for d in discounts)
+
+
+def _has_coupon_terms(discount: Any) -> bool:
+    if not isinstance(discount, dict):
+        return False
+    coupon = discount.get("coupon") or (discount.get("source") or {}).get("coupon")
+    return isinstance(coupon, dict)
 
 
 OBJECTS: tuple[ObjectSpec, ...] = (
@@ -46,6 +81,8 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         retrieve_path="/v1/customers/{id}",
         permission="Customers: Read",
         delete_event="customer.deleted",
+        # A coupon applied to the customer discounts its subscriptions that have none.
+        discounts_field="discount",
     ),
     ObjectSpec(
         table="subscriptions",
@@ -55,10 +92,8 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         permission="Subscriptions: Read",
         # status=all: canceled and incomplete_expired ones too (churned customers need them).
         list_params=MappingProxyType({"status": "all"}),
-        # Discounts inline for MRR; items and their prices come embedded anyway (the first 10:
-        # items.py completes the rest).
-        expand=("data.discounts",),
-        expanded_fields=("discounts",),
+        # Items and their prices come embedded (the first 10: items.py completes the rest).
+        discounts_field="discounts",
     ),
     ObjectSpec(
         table="invoices",
@@ -110,6 +145,9 @@ BY_STRIPE_OBJECT: MappingProxyType[str, ObjectSpec] = MappingProxyType(
 )
 
 EVENTS_PERMISSION = "Events: Read"
+# Not required: without it, coupon terms can't be read on API versions that no longer inline them
+# (see ObjectSpec.expand_for), and the customers they concern are flagged.
+COUPONS_PERMISSION = "Coupons: Read"
 WEBHOOKS_WRITE_PERMISSION = "Webhook Endpoints: Write"
 # Tables with a sync_state row; `events` carries the events cursor.
 STATE_OBJECTS: tuple[str, ...] = (*(s.table for s in OBJECTS), "events")

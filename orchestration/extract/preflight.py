@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from orchestration.errors import PermissionsError
 from orchestration.extract.client import StripeApi
 from orchestration.extract.objects import (
+    COUPONS_PERMISSION,
     EVENTS_PERMISSION,
     OBJECTS,
     WEBHOOKS_WRITE_PERMISSION,
@@ -26,6 +27,11 @@ class AccessReport:
     checks: list[tuple[str, bool]] = field(default_factory=list)
     account_created: int | None = None
 
+    @property
+    def coupons_readable(self) -> bool:
+        """Coupons: Read is checked but not required (see ObjectSpec.expand_for)."""
+        return dict(self.checks).get(COUPONS_PERMISSION, False)
+
 
 def _probes(include_webhooks_write: bool) -> list[tuple[str, str]]:
     """(permission, path) pairs: one limit=1 list call each, in the contract's order."""
@@ -33,6 +39,7 @@ def _probes(include_webhooks_write: bool) -> list[tuple[str, str]]:
     for spec in OBJECTS:
         probes.setdefault(spec.permission, spec.list_path)
     probes[EVENTS_PERMISSION] = "/v1/events"
+    probes[COUPONS_PERMISSION] = "/v1/coupons"
     if include_webhooks_write:
         # Stripe has no dry run for writes: a GET of the same resource is the cheapest probe a
         # restricted key answers with 403 when it lacks the permission.
@@ -60,7 +67,7 @@ def check_access(
     return AccessReport(
         account_id=account["id"],
         livemode=client.livemode,
-        missing=[permission for permission, ok in checks if not ok],
+        missing=[p for p, ok in checks if not ok and p != COUPONS_PERMISSION],
         checks=checks,
         account_created=account.get("created"),
     )

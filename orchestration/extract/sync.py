@@ -12,7 +12,7 @@ import psycopg
 
 from orchestration.errors import DatabaseError, SettingsError, StateMismatchError, StripeSyncError
 from orchestration.extract import backfill, events, items, loader, state
-from orchestration.extract.client import StripeApi, sanitize
+from orchestration.extract.client import API_VERSION, StripeApi, sanitize
 from orchestration.extract.objects import OBJECTS, STATE_OBJECTS
 from orchestration.extract.preflight import AccessReport, check_access, require_access
 from orchestration.extract.progress import Reporter
@@ -101,6 +101,7 @@ def sync_stripe(
     progress: bool = False,
     reconcile: bool = False,
     lock_timeout: float = 0,
+    api_version: str = API_VERSION,
 ) -> SyncResult:
     """Extracts Stripe into stripe_raw. The first sync of an account in a mode imports existing
     objects (or, with mode="new-only", starts from now); later syncs replay events. Raises a
@@ -109,9 +110,10 @@ def sync_stripe(
     if mode not in MODES:
         raise SettingsError(f"unknown sync mode {mode!r}", "use import-existing or new-only")
     started = time.monotonic()
-    client = StripeApi(api_key, api_base, max_rps=max_rps)
+    client = StripeApi(api_key, api_base, max_rps=max_rps, api_version=api_version)
     access = check_access(api_key, api_base, client=client)
     require_access(access)
+    client.coupons_readable = access.coupons_readable  # asked already: no second probe
     with (
         loader.sync_lock(database_url, lock_timeout),
         loader.connect(database_url, autocommit=True) as conn,

@@ -924,6 +924,7 @@ CUSTOMER_FIELDS_COLUMNS = [
     "customer_email",
     "customer_name",
     "customer_mrr",
+    "has_unreadable_discount",
     "is_customer_delinquent",
     "customer_description",
     "customer_phone",

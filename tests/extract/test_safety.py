@@ -15,7 +15,7 @@ from orchestration.errors import (
 from orchestration.extract import check_access, sync_stripe
 from orchestration.extract.client import StripeApi
 from orchestration.extract.loader import sync_lock
-from orchestration.extract.objects import EVENTS_PERMISSION, OBJECTS
+from orchestration.extract.objects import COUPONS_PERMISSION, EVENTS_PERMISSION, OBJECTS
 
 REQUIRED = sorted({spec.permission for spec in OBJECTS} | {EVENTS_PERMISSION})
 
@@ -42,7 +42,9 @@ def test_check_access_reports_every_permission_of_a_full_key(emulator) -> None:
     assert report.account_id == emulator.account_id
     assert report.livemode is False
     assert report.missing == []
-    assert sorted(p for p, ok in report.checks if ok) == REQUIRED
+    # Coupons: Read is checked too, but not required (see ObjectSpec.expand_for).
+    assert sorted(p for p, ok in report.checks if ok) == sorted([*REQUIRED, COUPONS_PERMISSION])
+    assert report.coupons_readable
 
 
 @pytest.mark.parametrize("missing", REQUIRED, ids=lambda p: p.split(":")[0].lower())

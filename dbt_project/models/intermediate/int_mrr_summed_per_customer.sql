@@ -71,8 +71,21 @@ subscription_discounts as (
         ) as amount_off_per_period_in_cents
     from counted_subscriptions
     inner join discounts
-        on counted_subscriptions.subscription_id = discounts.subscription_id
+        on
+            counted_subscriptions.subscription_id = discounts.subscription_id
+            and discounts.has_coupon_terms
     group by counted_subscriptions.subscription_id
+),
+
+-- Customers whose revenue-earning subscriptions carry a discount MRR could not price (doc:
+-- unreadable_discount): their MRR leaves it out, an upper bound, and says so.
+unreadable_discounts as (
+    select distinct counted_subscriptions.stripe_customer_id
+    from counted_subscriptions
+    inner join discounts
+        on
+            counted_subscriptions.subscription_id = discounts.subscription_id
+            and not discounts.has_coupon_terms
 ),
 
 -- Percent-offs first, then amount-offs normalized to a month; a discount never makes MRR negative.
@@ -105,8 +118,11 @@ customer_mrr as (
         customer_currencies.stripe_customer_id,
         customer_currencies.mrr_currency,
         round(coalesce(sum(subscription_mrr.net_monthly_amount_in_cents), 0))::bigint
-            as customer_mrr_in_cents
+            as customer_mrr_in_cents,
+        bool_or(unreadable_discounts.stripe_customer_id is not null) as has_unreadable_discount
     from customer_currencies
+    left join unreadable_discounts
+        on customer_currencies.stripe_customer_id = unreadable_discounts.stripe_customer_id
     left join subscription_mrr
         on
             customer_currencies.stripe_customer_id = subscription_mrr.stripe_customer_id
@@ -121,6 +137,7 @@ final as (
 
         -- attributes
         mrr_currency,
+        has_unreadable_discount,
 
         -- amounts
         customer_mrr_in_cents,

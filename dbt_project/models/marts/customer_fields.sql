@@ -47,6 +47,7 @@ final as (
         customers.customer_email,
         customers.customer_name,
         coalesce(mrr.customer_mrr, 0) as customer_mrr,
+        coalesce(mrr.has_unreadable_discount, false) as has_unreadable_discount,
         customers.is_customer_delinquent,
         customers.customer_description,
         customers.customer_phone,

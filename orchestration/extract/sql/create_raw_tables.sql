@@ -1,4 +1,4 @@
--- The raw landing zone (CONTRACT.md § stripe_raw): one table per synced Stripe object, the input
+-- The raw landing zone (docs/contract.md § stripe_raw): one table per synced Stripe object, the input
 -- table activity_events, and the extractor's bookkeeping. Idempotent: safe before every sync.
 
 create schema if not exists stripe_raw;

@@ -5,7 +5,7 @@ customers as (
     where
         {{ in_key_mode() }}
         -- A deleted customer arrives as {"id", "object", "deleted": true} with is_deleted set;
-        -- CONTRACT.md keeps only customers that are not deleted, so they stop here.
+        -- docs/contract.md keeps only customers that are not deleted, so they stop here.
         and not is_deleted
         and coalesce((data ->> 'deleted')::boolean, false) = false
 ),

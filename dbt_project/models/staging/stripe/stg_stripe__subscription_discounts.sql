@@ -38,50 +38,46 @@ discount_objects as (
     where jsonb_typeof(listed.discount_data) = 'object'
 ),
 
--- The coupon is `coupon` up to 2025-08-27.basil and `source.coupon` from 2025-09-30.clover on;
--- it can itself be a bare id, which again carries no terms.
+-- The coupon sits in `coupon` (inlined) before 2025-09-30.clover and in `source.coupon` since,
+-- an object when expanded and an id when not (the key lacked Coupons: Read): only its id is known.
 with_coupon as (
     select
         subscription_id,
         stripe_customer_id,
         discount_data,
-        case
-            when jsonb_typeof(discount_data -> 'coupon') = 'object'
-                then discount_data -> 'coupon'
-            when jsonb_typeof(discount_data -> 'source' -> 'coupon') = 'object'
-                then discount_data -> 'source' -> 'coupon'
-        end as coupon_data
+        coalesce(discount_data -> 'coupon', discount_data -> 'source' -> 'coupon') as coupon_ref
     from discount_objects
 ),
 
 renamed as (
     select distinct on (
         subscription_id,
-        coalesce(discount_data ->> 'id', coupon_data ->> 'id')
+        coalesce(discount_data ->> 'id', coupon_ref ->> 'id', coupon_ref #>> '{}')
     )
         -- ids
-        coalesce(discount_data ->> 'id', coupon_data ->> 'id') as discount_id,
+        coalesce(discount_data ->> 'id', coupon_ref ->> 'id', coupon_ref #>> '{}') as discount_id,
         subscription_id,
         stripe_customer_id,
-        coupon_data ->> 'id' as coupon_id,
+        coalesce(coupon_ref ->> 'id', coupon_ref #>> '{}') as coupon_id,
 
         -- attributes
-        coupon_data ->> 'duration' as coupon_duration,
-        (coupon_data ->> 'duration_in_months')::integer as coupon_duration_in_months,
-        (coupon_data ->> 'percent_off')::numeric as coupon_percent_off,
-        lower(coupon_data ->> 'currency') as coupon_currency,
+        jsonb_typeof(coupon_ref) = 'object' as has_coupon_terms,
+        coupon_ref ->> 'duration' as coupon_duration,
+        (coupon_ref ->> 'duration_in_months')::integer as coupon_duration_in_months,
+        (coupon_ref ->> 'percent_off')::numeric as coupon_percent_off,
+        lower(coupon_ref ->> 'currency') as coupon_currency,
 
-        -- amounts (minor units)
-        (coupon_data ->> 'amount_off')::bigint as coupon_amount_off_in_cents,
+        -- amounts
+        (coupon_ref ->> 'amount_off')::bigint as coupon_amount_off_in_cents,
 
         -- timestamps
         {{ from_epoch("discount_data ->> 'start'") }} as discount_started_at,
         {{ from_epoch("discount_data ->> 'end'") }} as discount_ends_at
     from with_coupon
-    where coupon_data is not null
+    where jsonb_typeof(coupon_ref) in ('object', 'string')
     order by
         subscription_id,
-        coalesce(discount_data ->> 'id', coupon_data ->> 'id'),
+        coalesce(discount_data ->> 'id', coupon_ref ->> 'id', coupon_ref #>> '{}'),
         discount_data ->> 'start'
 )
 

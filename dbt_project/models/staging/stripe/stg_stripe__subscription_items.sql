@@ -11,7 +11,7 @@ subscriptions as (
 
 -- Items are embedded in the subscription (data.items.data), each with its price expanded inline;
 -- all of them, as the extractor completes the 10 Stripe embeds (extract/items.py).
--- Position 1 is "the first item" of CONTRACT.md (Stripe keeps items in creation order).
+-- Position 1 is "the first item" of docs/contract.md (Stripe keeps items in creation order).
 items as (
     select
         subscriptions.id as subscription_id,
