@@ -56,10 +56,11 @@ def _serve(database_url: str, secret: str, api_key: str, api_base: str, port: in
     import uvicorn
 
     from orchestration.extract.client import StripeApi
-    from orchestration.webhooks.server import create_app
+    from orchestration.webhooks.server import create_app, server_config
 
     app = create_app(database_url, [secret], StripeApi(api_key, api_base, max_rps=1000))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # The configuration `webhooks serve` runs (h11, connection limit, header deadline).
+    uvicorn.Server(server_config(app, port=port, log_level="warning")).run()
 
 
 def _free_port() -> int:
