@@ -74,8 +74,8 @@ def sync_lag_result(
 
 
 CUSTOMER_COUNT_NOT_EVALUATED = (
-    "not evaluated: no reconcile has counted Stripe's customers yet"
-    " (the daily stripe_reconcile job counts them)"
+    "not evaluated: no reconcile has counted Stripe's customers yet;"
+    " the daily stripe_reconcile job counts them"
 )
 
 

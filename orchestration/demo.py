@@ -60,8 +60,13 @@ def _load_state(state_dir: Path, customers: int | None, *, advance: bool) -> Dem
         if customers in (None, state.customers):
             state.ticks += TICKS_PER_DEMO if advance else 0
             return state
+    # A new account already has some lifecycle behind it (sign-ups, lapsed trials, failed
+    # payments…), so the first demo finds a member for every segment.
     return DemoState(
-        customers=customers or DEMO_CUSTOMERS, seed=DEMO_SEED, started_at=int(time.time())
+        customers=customers or DEMO_CUSTOMERS,
+        seed=DEMO_SEED,
+        started_at=int(time.time()),
+        ticks=TICKS_PER_DEMO if advance else 0,
     )
 
 

@@ -27,6 +27,7 @@ class Lifecycle:
             (self.sign_up, 20),
             (self.trial_will_end, 6),
             (self.end_trial, 10),
+            (self.lapse_trial, 4),
             (self.upgrade, 12),
             (self.cancel, 10),
             (self.fail_payment, 8),
@@ -128,6 +129,25 @@ class Lifecycle:
             period=[now, now + self.period_length(sub)],
         )
         self.bill(sub, ok=True)
+        self.save_sub(sub, before)
+        return True
+
+    def lapse_trial(self, livemode: bool) -> bool:
+        """A trial ends before its renewal is processed: the subscription stays trialing.
+
+        Stripe moves a subscription out of trialing when the first invoice is finalized, about
+        an hour after trial_end (https://docs.stripe.com/billing/subscriptions/trials); until
+        then it is trialing with a trial_end in the past: an expired trial.
+        """
+        sub = self.pick("subscriptions", livemode, "trialing")
+        now = self.now()
+        if sub is None or not sub.get("trial_end") or sub["trial_end"] <= now:
+            return False
+        ended = now - self.rng.randrange(60, 3600)
+        if (sub.get("trial_start") or sub["period"][0]) >= ended:
+            return False  # a trial that started moments ago cannot have ended
+        before = copy.deepcopy(sub)
+        sub.update(trial_end=ended, period=[sub["period"][0], ended])
         self.save_sub(sub, before)
         return True
 

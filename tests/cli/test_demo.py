@@ -120,6 +120,15 @@ def test_demo_explains_its_customer_numbers(demo: Demo) -> None:
     assert in_stripe == synced
 
 
+def test_demo_fills_every_segment(demo: Demo) -> None:
+    lines = demo.first.stdout.splitlines()
+    start = lines.index("segments (stripe_segments), members:") + 1
+    rows = [line.split() for line in lines[start : lines.index("", start)]]
+    assert len(rows) == 8, rows
+    empty = [name for name, members in rows if int(members.replace(",", "")) == 0]
+    assert not empty, f"segments without members on the demo data: {empty}"
+
+
 def test_demo_says_the_embedded_postgres_keeps_running_and_how_to_stop_it(demo: Demo) -> None:
     assert "`make stop` stops it" in demo.line("the embedded Postgres keeps running")
 

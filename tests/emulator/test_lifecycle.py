@@ -135,3 +135,28 @@ def test_trials_end_and_subscriptions_get_created(emulator: Emulator) -> None:
         "checkout.session.completed",
     }
     assert expected <= types
+
+
+def test_a_trial_can_end_before_its_renewal_is_processed(emulator_factory) -> None:
+    # Stripe keeps a subscription trialing until the first invoice is finalized: for a while its
+    # trial_end is in the past. The Expired Trials segment is made of these.
+    emu = emulator_factory(customers=200, seed=5, now=1_790_000_000)
+    emu.tick(200)
+    now = emu.account.clock.now()
+    lapsed = [
+        sub
+        for sub in emu.objects("subscriptions").values()
+        if sub["status"] == "trialing" and sub["trial_end"] < now
+    ]
+    assert lapsed
+    for sub in lapsed:
+        assert sub["trial_start"] < sub["trial_end"]
+        assert sub["items"]["data"][0]["current_period_end"] == sub["trial_end"]
+    client = sdk(emu)
+    updates = client.v1.events.list({"type": "customer.subscription.updated", "limit": 100})
+    ended = {
+        e.data.object.id
+        for e in updates.auto_paging_iter()
+        if "trial_end" in e.data.previous_attributes
+    }
+    assert {sub["id"] for sub in lapsed} & ended
