@@ -86,16 +86,22 @@ def test_daily_reconcile_prunes_the_log_with_the_setting_and_other_runs_do_not(
 ):
     monkeypatch.setenv("WEBHOOK_DELIVERIES_RETENTION_DAYS", "5")
     _log_with_rows_aged(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into stripe_raw.webhook_deliveries (event_id, outcome, reason)"
+            " values ('evt_failed', 'failed', 'PermissionsError: the Stripe key lacks X')"
+        )
     incremental = _materialize(emulator, database_url, reconcile=False)
     assert incremental.success
     assert "webhook_deliveries_pruned" not in _events_metadata(incremental)
-    assert len(_kept(database_url)) == len(AGES)
+    assert _events_metadata(incremental)["webhook_events_failed_last_day"] == 1  # in the UI
+    assert len(_kept(database_url)) == len(AGES) + 1
     reconcile = _materialize(emulator, database_url, reconcile=True)
     assert reconcile.success
     metadata = _events_metadata(reconcile)
     assert metadata["webhook_deliveries_pruned"] == 4
-    assert metadata["webhook_events_failed_last_day"] == 0
-    assert _kept(database_url) == ["evt_0d"]
+    assert metadata["webhook_events_failed_last_day"] == 1
+    assert _kept(database_url) == ["evt_0d", "evt_failed"]
 
 
 def test_a_log_from_before_failed_events_and_summary_rows_is_upgraded(database_url):
