@@ -3,6 +3,7 @@ retries that never turn a 429 into a silent gap."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -18,6 +19,7 @@ from typing import Any
 import requests
 import stripe
 
+from orchestration.api_versions import PINNED_VERSION
 from orchestration.errors import (
     PermissionsError,
     StripeKeyError,
@@ -28,9 +30,11 @@ from orchestration.errors import (
 # The SDK logs every request at INFO; at hundreds of requests a second that buries our own lines.
 logging.getLogger("stripe").setLevel(logging.WARNING)
 
-# One pinned version for every call: the SDK's own. Events rendered in another version are
-# re-fetched (events.py), so stored rows always have this shape.
-API_VERSION: str = stripe.api_version
+log = logging.getLogger(__name__)
+
+# The default version of every call: the SDK's own (STRIPE_API_VERSION may pin an older one).
+# Events rendered in another version are re-fetched (events.py), so stored rows have one shape.
+API_VERSION: str = PINNED_VERSION
 
 # Stripe's documented limits are 100 req/s live and 25 test; stay just below them.
 DEFAULT_LIVE_RPS = 90.0
@@ -148,8 +152,10 @@ class StripeApi:
         *,
         max_rps: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        api_version: str = API_VERSION,
     ) -> None:
         self.livemode = key_livemode(api_key)
+        self.api_version = api_version
         self.max_attempts = max_attempts
         self.api_base = api_base.rstrip("/")
         rate = max_rps or (DEFAULT_LIVE_RPS if self.livemode else DEFAULT_TEST_RPS)
@@ -161,7 +167,7 @@ class StripeApi:
         self._sdk = stripe.StripeClient(
             api_key,
             base_addresses={"api": self.api_base},
-            stripe_version=API_VERSION,
+            stripe_version=api_version,
             max_network_retries=0,  # we retry ourselves: the SDK skips most 429s
             http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT),
         )
@@ -169,6 +175,20 @@ class StripeApi:
     @property
     def rate(self) -> float:
         return self.bucket.rate
+
+    @functools.cached_property
+    def coupons_readable(self) -> bool:
+        """Whether the key may read coupons (and so expand them): asked once, when an API version
+        that no longer inlines coupons first needs one."""
+        try:
+            self.get("/v1/coupons", limit=1)
+        except PermissionsError:
+            log.warning(
+                "the key lacks Coupons: Read: discounts are stored without their coupon's "
+                "terms, and their customers flagged (customer_fields.has_unreadable_discount)"
+            )
+            return False
+        return True
 
     def get(self, path: str, **params: Any) -> Response:
         """GET with retries on 429, 5xx, timeouts and connection errors; honours Retry-After.
