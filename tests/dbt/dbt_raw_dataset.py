@@ -1057,12 +1057,14 @@ def _customer(
     description: str | None = None,
     phone: str | None = None,
     synced_at: datetime = SYNCED_AT,
+    unreadable_discount: bool = False,
 ) -> dict[str, Any]:
     return {
         "stripe_customer_id": customer_id,
         "customer_email": email,
         "customer_name": name,
         "customer_mrr": Decimal(mrr),
+        "has_unreadable_discount": unreadable_discount,
         "is_customer_delinquent": delinquent,
         "customer_description": description,
         "customer_phone": phone,

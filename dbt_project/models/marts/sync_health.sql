@@ -42,16 +42,54 @@ statuses as (
     from sync_state
 ),
 
-final as (
+-- Customers whose MRR can't apply a discount (doc: unreadable_discount) get a line of their own
+-- while there are any: the sync ran, but the key can't read coupons (Coupons: Read).
+unreadable_coupons as (
+    select
+        'coupon_terms' as object,  -- noqa: RF04 (the contract's column name)
+        'failed' as status,
+        null::timestamptz as last_success_at,
+        null::timestamptz as cursor_at,
+        count(*)::bigint as rows,  -- noqa: RF04 (the contract's column name)
+        count(*) || ' customers have a discount whose coupon terms the key cannot read, and'
+        || ' customer_mrr leaves it out: grant the key Coupons: Read' as last_error
+    from customers
+    where customers.has_unreadable_discount
+    having count(*) > 0
+),
+
+objects as (
     select
         statuses.object,
         statuses.status,
         statuses.last_success_at,
         statuses.cursor_at,
         statuses.rows,
-        statuses.last_error,
-        customers_in_sync.customers_in_sync
+        statuses.last_error
     from statuses
+
+    union all
+
+    select
+        unreadable_coupons.object,
+        unreadable_coupons.status,
+        unreadable_coupons.last_success_at,
+        unreadable_coupons.cursor_at,
+        unreadable_coupons.rows,
+        unreadable_coupons.last_error
+    from unreadable_coupons
+),
+
+final as (
+    select
+        objects.object,
+        objects.status,
+        objects.last_success_at,
+        objects.cursor_at,
+        objects.rows,
+        objects.last_error,
+        customers_in_sync.customers_in_sync
+    from objects
     cross join customers_in_sync
 )
 
