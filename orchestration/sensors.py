@@ -18,38 +18,58 @@ PENDING_STATUSES = [
 ]
 
 
+# How long the sensor waits for deliveries being written before it tries again next tick.
+LOCK_TIMEOUT = "5s"
+
+
 def new_deliveries(conn: psycopg.Connection, cursor: str | None) -> tuple[int, str | None]:
     """Applied webhook deliveries after `cursor`: (how many, the cursor after the newest).
 
-    The cursor is (received_at, event_id), so deliveries sharing a timestamp are neither lost nor
-    counted twice. No table yet (webhooks never served) reads as nothing new.
+    The cursor is the delivery log's `seq`. Numbers are drawn at insert, not at commit: a
+    transaction that inserted seq 5 may commit after one that inserted seq 6. So the log is read
+    under a SHARE lock, which waits until every transaction inserting into it has ended; every
+    number up to the newest is then final. No table yet (webhooks never served) reads as nothing
+    new; writers busy past LOCK_TIMEOUT read as nothing new this time.
     """
-    after_at, after_id = _parse_cursor(cursor)
+    after_seq, after_at = _parse_cursor(cursor)
     try:
-        row = conn.execute(
-            """
-            select count(*), max(array[to_char(received_at at time zone 'UTC',
-                       'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), coalesce(event_id, '')])
-            from stripe_raw.webhook_deliveries
-            where outcome = 'applied'
-              and (received_at, coalesce(event_id, '')) > (%s::timestamptz, %s)
-            """,
-            (after_at, after_id),
-        ).fetchone()
-    except psycopg.errors.UndefinedTable:
+        with conn.transaction():
+            conn.execute(f"set local lock_timeout = '{LOCK_TIMEOUT}'")
+            conn.execute("lock table stripe_raw.webhook_deliveries in share mode")
+            row = conn.execute(
+                """
+                select count(*) filter (where outcome = 'applied'
+                           and (%(after_at)s::timestamptz is null
+                                or received_at > %(after_at)s::timestamptz)),
+                       max(seq)
+                from stripe_raw.webhook_deliveries
+                where seq > %(after_seq)s
+                """,
+                {"after_seq": after_seq, "after_at": after_at},
+            ).fetchone()
+    except (
+        psycopg.errors.UndefinedTable,
+        psycopg.errors.InvalidSchemaName,
+        psycopg.errors.LockNotAvailable,
+    ):
         return 0, cursor
     count, newest = int(row[0]), row[1]
     if not count:
         return 0, cursor
-    return count, json.dumps({"received_at": newest[0], "event_id": newest[1]})
+    return count, json.dumps({"seq": newest})
 
 
-def _parse_cursor(cursor: str | None) -> tuple[str, str]:
+def _parse_cursor(cursor: str | None) -> tuple[int, str | None]:
+    """(seq after which deliveries are new, a timestamp they must also be later than). A cursor
+    of an older version is a (received_at, event_id) pair: rows after that time count once, and
+    the next cursor is a seq."""
     if not cursor:
-        return "-infinity", ""
+        return 0, None
     value = json.loads(cursor)
+    if "seq" in value:
+        return int(value["seq"]), None
     datetime.fromisoformat(value["received_at"])  # a corrupt cursor fails loudly, not silently
-    return value["received_at"], value.get("event_id", "")
+    return 0, value["received_at"]
 
 
 def build_is_pending(instance: dg.DagsterInstance) -> bool:

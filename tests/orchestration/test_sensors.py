@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+
 import dagster as dg
 import psycopg
 import pytest
@@ -9,17 +12,7 @@ import pytest
 from orchestration.definitions import defs
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import webhook_build_sensor
-
-DELIVERIES_DDL = """
-create schema if not exists stripe_raw;
-create table stripe_raw.webhook_deliveries (
-    received_at timestamptz not null default now(),
-    event_id text null,
-    event_type text null,
-    outcome text not null,
-    reason text null
-)
-"""
+from orchestration.webhooks.store import ensure_webhook_tables
 
 
 def _deliver(url: str, *rows: tuple[str, str, str]) -> None:
@@ -35,7 +28,7 @@ def _deliver(url: str, *rows: tuple[str, str, str]) -> None:
 @pytest.fixture
 def deliveries_url(database_url: str) -> str:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(DELIVERIES_DDL)
+        ensure_webhook_tables(conn)
     return database_url
 
 
@@ -60,7 +53,7 @@ def test_sensor_requests_one_build_per_burst_and_advances_its_cursor(deliveries_
         assert isinstance(first, dg.SensorResult)
         assert len(first.run_requests) == 1, "one run for the whole burst"
         assert first.run_requests[0].tags["stripe_sync/deliveries"] == "2"
-        assert first.cursor and "evt_2" in first.cursor
+        assert json.loads(first.cursor) == {"seq": 3}, "past the newest row, whatever its fate"
 
         again = _evaluate(instance, deliveries_url, first.cursor)
         assert isinstance(again, dg.SkipReason), "nothing new since the cursor"
@@ -96,3 +89,58 @@ def test_sensor_skips_when_webhooks_were_never_served(database_url: str) -> None
     with dg.DagsterInstance.ephemeral() as instance:
         result = _evaluate(instance, database_url, None)
     assert isinstance(result, dg.SkipReason)
+
+
+def test_sensor_counts_a_delivery_that_commits_after_a_newer_one(deliveries_url: str) -> None:
+    """A delivery whose transaction started first (a slow re-fetch) commits after a later one:
+    it is counted, not left behind the cursor until the next delivery."""
+    with psycopg.connect(deliveries_url) as slow, dg.DagsterInstance.ephemeral() as instance:
+        slow.execute(
+            "insert into stripe_raw.webhook_deliveries (event_id, event_type, outcome)"
+            " values ('evt_slow', 'customer.updated', 'applied')"
+        )  # not committed yet
+        with psycopg.connect(deliveries_url, autocommit=True) as fast:
+            fast.execute(
+                "insert into stripe_raw.webhook_deliveries (event_id, event_type, outcome)"
+                " values ('evt_fast', 'customer.updated', 'applied')"
+            )
+        results: list[object] = []
+        sensor = threading.Thread(
+            target=lambda: results.append(_evaluate(instance, deliveries_url, None))
+        )
+        sensor.start()
+        while sensor.is_alive() and not _waits_on_a_lock(deliveries_url):
+            sensor.join(0.01)
+        slow.commit()
+        sensor.join()
+        first = results[0]
+        assert isinstance(first, dg.SensorResult)
+        later = _evaluate(instance, deliveries_url, first.cursor)
+        counted = int(first.run_requests[0].tags["stripe_sync/deliveries"])
+        if isinstance(later, dg.SensorResult):
+            counted += int(later.run_requests[0].tags["stripe_sync/deliveries"])
+        assert counted == 2, "the slow delivery was skipped"
+
+
+def test_sensor_takes_over_a_cursor_of_the_previous_format(deliveries_url: str) -> None:
+    _deliver(
+        deliveries_url,
+        ("2026-11-20T12:00:00Z", "evt_1", "applied"),
+        ("2026-11-20T12:00:05Z", "evt_2", "applied"),
+    )
+    old = json.dumps({"received_at": "2026-11-20T12:00:01+00:00", "event_id": "evt_1"})
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _evaluate(instance, deliveries_url, old)
+        assert isinstance(result, dg.SensorResult)
+        assert result.run_requests[0].tags["stripe_sync/deliveries"] == "1"
+        assert isinstance(_evaluate(instance, deliveries_url, result.cursor), dg.SkipReason)
+
+
+def _waits_on_a_lock(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return bool(
+            conn.execute(
+                "select count(*) from pg_stat_activity where datname = current_database()"
+                " and wait_event_type = 'Lock'"
+            ).fetchone()[0]
+        )
