@@ -13,6 +13,8 @@ from orchestration.emulator.generator import Generator
 from orchestration.emulator.store import loads
 
 LIVE_SHARE = 0.15
+# One trial in this many changes ends before its renewal is processed (see lapse_trial).
+STEPS_PER_LAPSED_TRIAL = 10
 ACTIVE_LIKE = ("active", "past_due")
 
 
@@ -23,11 +25,14 @@ class Lifecycle:
         self.acc = account
         self.rng = rng
         self.new_events: list[str] = []
+        # Lapsed trials draw from their own stream, so the changes a seed made before they existed
+        # stay the same (tests replay those histories).
+        self.lapse_rng = random.Random(f"lapsed-trials-{account.id}")  # noqa: S311 - reproducible
+        self.steps_done = 0
         self.actions: list[tuple[Callable[[bool], bool], int]] = [
             (self.sign_up, 20),
             (self.trial_will_end, 6),
             (self.end_trial, 10),
-            (self.lapse_trial, 4),
             (self.upgrade, 12),
             (self.cancel, 10),
             (self.fail_payment, 8),
@@ -48,6 +53,11 @@ class Lifecycle:
             for action in self.rng.choices(funcs, weights, k=5):
                 if action(livemode):
                     break
+        lapses = (self.steps_done + steps) // STEPS_PER_LAPSED_TRIAL
+        lapses -= self.steps_done // STEPS_PER_LAPSED_TRIAL
+        self.steps_done += steps
+        for _ in range(lapses):
+            self.lapse_trial(self.lapse_rng.random() < LIVE_SHARE)
         return self.new_events
 
     # --- helpers ------------------------------------------------------------------------------
@@ -139,11 +149,11 @@ class Lifecycle:
         an hour after trial_end (https://docs.stripe.com/billing/subscriptions/trials); until
         then it is trialing with a trial_end in the past: an expired trial.
         """
-        sub = self.pick("subscriptions", livemode, "trialing")
+        sub = self.acc.store.pick("subscriptions", livemode, "trialing", self.lapse_rng.random())
         now = self.now()
         if sub is None or not sub.get("trial_end") or sub["trial_end"] <= now:
             return False
-        ended = now - self.rng.randrange(60, 3600)
+        ended = now - self.lapse_rng.randrange(60, 3600)
         if (sub.get("trial_start") or sub["period"][0]) >= ended:
             return False  # a trial that started moments ago cannot have ended
         before = copy.deepcopy(sub)

@@ -154,6 +154,15 @@ def test_printed_psql_line_connects_and_its_query_returns_rows(demo: Demo) -> No
     assert rows, "the example query returns members on the demo data"
 
 
+def test_readmes_example_query_returns_rows_on_the_demo_data(demo: Demo) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Reading the segments from BI") :]
+    query = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    conninfo = shlex.split(demo.line("psql "))[1]
+    with psycopg.connect(conninfo) as conn:
+        assert conn.execute(query).fetchall(), query
+
+
 def test_make_stop_stops_the_embedded_postgres(demo: Demo) -> None:
     conninfo = shlex.split(demo.line("psql "))[1]
     stopped = _stop(demo.home)
