@@ -163,6 +163,7 @@ class StripeApi:
         self.stats = RequestStats()
         self._reached = False  # the API base has answered at least once
         self._skew = 0.0  # seconds Stripe's clock is ahead of its Date headers (see _clock)
+        self._skew_samples: list[float] = []  # the two largest seen, largest first
         self.last_server_time = datetime.min.replace(tzinfo=UTC)  # newest "now" Stripe told us
         self._sdk = stripe.StripeClient(
             api_key,
@@ -254,10 +255,18 @@ class StripeApi:
             created = max((int(e.get("created") or 0) for e in items or []), default=0)
             if created:
                 with self.stats._lock:
-                    self._skew = max(self._skew, created - date.timestamp())
+                    self._skew = self._skew_from(max(0.0, created - date.timestamp()))
         now = date + timedelta(seconds=self._skew)
         self.last_server_time = max(self.last_server_time, now)
         return now
+
+    def _skew_from(self, sample: float) -> float:
+        """The skew, given one more sample. Each sample is a lower bound (the newest event is
+        at most as new as Stripe's clock), so the largest is the best estimate, unless it is one
+        Date header lagging for once: the second largest is used, and a single outlier never
+        puts stamps ahead of Stripe's clock. (Called under the stats lock.)"""
+        self._skew_samples = sorted([*self._skew_samples, sample], reverse=True)[:2]
+        return self._skew_samples[-1]
 
     def _retry_delay(self, exc: stripe.StripeError, attempt: int) -> float | None:
         status = exc.http_status
