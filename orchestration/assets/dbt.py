@@ -20,8 +20,15 @@ from orchestration.resources import (
     ensure_manifest,
 )
 
-MODELS_GROUP = "stripe_models"
 SEGMENTS_GROUP = "stripe_segments"
+# Groups mirror the dbt project's folders (layers): models/<folder>/… → group stripe_<folder>.
+LAYER_GROUPS = {
+    "staging": "stripe_staging",
+    "intermediate": "stripe_intermediate",
+    "marts": "stripe_marts",
+    "segments": SEGMENTS_GROUP,
+}
+ACTIVITY_EVENTS = dg.AssetKey(["stripe_raw", "activity_events"])
 OWNERS = ["team:data-platform"]
 PREVIEW_ROWS = 10
 # Columns a preview shows (of those the table has): enough to recognise a member at a glance.
@@ -41,14 +48,15 @@ ensure_manifest()
 
 
 class StripeDbtTranslator(DagsterDbtTranslator):
-    """Groups (and owners) only: segments apart from the models that compute the fields."""
+    """Groups (and owners) only: one group per layer, as the model folders are."""
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props.get("resource_type") == "source":
             return "stripe_raw"
-        if dbt_resource_props.get("config", {}).get("schema") == SEGMENTS_GROUP:
-            return SEGMENTS_GROUP
-        return MODELS_GROUP
+        fqn = dbt_resource_props.get("fqn") or []
+        folder = fqn[1] if len(fqn) > 2 else ""
+        # Seeds (currency exponents) are reference data read by staging.
+        return LAYER_GROUPS.get(folder, "stripe_staging")
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return [*(super().get_owners(dbt_resource_props) or []), *OWNERS]
@@ -107,6 +115,28 @@ def table_facts(database_url: str, schema: str, table: str) -> dict[str, dg.Meta
     return facts
 
 
+def observe_activity_events(database_url: str) -> dg.AssetObservation | None:
+    """Rows and latest activity of stripe_raw.activity_events, the table the user fills.
+
+    Nothing in Stripe Sync materializes it, so each build observes it: the asset page then shows
+    what the Last Activity field was computed from.
+    """
+    import psycopg
+
+    try:
+        with psycopg.connect(database_url, connect_timeout=10) as conn:
+            rows, latest = conn.execute(
+                "select count(*), max(occurred_at) from stripe_raw.activity_events"
+            ).fetchone()
+    except psycopg.Error:
+        return None
+    metadata: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(int(rows))}
+    metadata["latest_activity_at"] = (
+        dg.MetadataValue.timestamp(latest) if latest else dg.MetadataValue.text("no activity yet")
+    )
+    return dg.AssetObservation(asset_key=ACTIVITY_EVENTS, metadata=metadata)
+
+
 def with_facts(event: Any, context: dg.AssetExecutionContext, database_url: str) -> Any:
     """Adds row counts (and segment previews) to the materialization of a table."""
     if isinstance(event, dg.Output):
@@ -154,3 +184,6 @@ def stripe_dbt_models(
         invocation = dbt.cli(args, context=context)
         for event in invocation.stream():
             yield with_facts(event, context, url)
+        observation = observe_activity_events(url)
+        if observation is not None:
+            context.log_event(observation)

@@ -80,11 +80,34 @@ def test_each_segment_is_built_from_customer_fields(graph: dg.AssetGraph, segmen
     assert {"dbt", "postgres"} <= set(node.kinds)
 
 
+GROUPS = {
+    "stripe_raw",
+    "stripe_staging",
+    "stripe_intermediate",
+    "stripe_marts",
+    "stripe_segments",
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "group"),
+    [
+        ("stripe_staging/stg_stripe__customers", "stripe_staging"),
+        ("stripe_staging/int_subscriptions_ranked_per_customer", "stripe_intermediate"),
+        ("stripe/customer_fields", "stripe_marts"),
+        ("stripe/sync_health", "stripe_marts"),
+        ("stripe_segments/current_trials", "stripe_segments"),
+    ],
+)
+def test_models_are_grouped_by_layer(graph: dg.AssetGraph, key: str, group: str) -> None:
+    assert graph.get(_key(key)).group_name == group
+
+
 def test_every_asset_has_a_description_a_known_group_and_an_owner(graph: dg.AssetGraph) -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, key
-        assert node.group_name in {"stripe_raw", "stripe_models", "stripe_segments"}, key
+        assert node.group_name in GROUPS, key
         assert "team:data-platform" in node.owners, key
 
 

@@ -68,6 +68,15 @@ def test_main_job_runs_on_the_instance_and_records_metadata_and_checks(
         for name in ("retries", "rate_limited_429s"):
             assert isinstance(raw[name], dg.IntMetadataValue)
 
+        # activity_events is the user's table: each build observes it (rows, latest activity).
+        observed = instance.fetch_observations(
+            dg.AssetKey(["stripe_raw", "activity_events"]), limit=1
+        ).records
+        assert observed, "the build observes stripe_raw/activity_events"
+        activity = observed[0].asset_observation.metadata
+        assert activity["dagster/row_count"].value == 0
+        assert activity["latest_activity_at"].value == "no activity yet"
+
         fields = _latest_metadata(instance, "stripe/customer_fields")
         assert fields["customers_in_sync"].value == _live_customers(emulator)
 
