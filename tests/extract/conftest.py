@@ -20,12 +20,16 @@ TEST_CUSTOMERS = int(
 
 
 def unexpanded(table: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The emulator's truth is unexpanded; we expand subscription discounts (for MRR)."""
+    """The emulator's truth is unexpanded; we expand discounts and their coupons (for MRR)."""
     if table == "subscriptions" and data.get("discounts"):
         data = {
             **data,
             "discounts": [d["id"] if isinstance(d, dict) else d for d in data["discounts"]],
         }
+    coupon = ((data.get("discount") or {}).get("source") or {}).get("coupon")
+    if table == "customers" and isinstance(coupon, dict):
+        source = {**data["discount"]["source"], "coupon": coupon["id"]}
+        data = {**data, "discount": {**data["discount"], "source": source}}
     return data
 
 
