@@ -104,3 +104,32 @@ def test_models_land_in_the_contract_schemas(manifest: dict[str, object]) -> Non
     assert schemas["customers"] == "stripe_segments"
     assert schemas["stg_stripe__customers"] == "stripe_staging"
     assert schemas["int_mrr_summed_per_customer"] == "stripe_staging"
+
+
+def test_docs_open_on_the_projects_own_overview(manifest: dict[str, object]) -> None:
+    docs = manifest["docs"]
+    assert isinstance(docs, dict)
+    ours = docs.get("doc.stripe_sync.__overview__")
+    assert ours, "without it dbt docs open on dbt's generic welcome page"
+    text = ours["block_contents"]
+    for part in ("# Stripe Sync", "## Where to start", "## The layers", "## Decision log"):
+        assert part in text
+    assert "#!/model/model.stripe_sync.customer_fields" in text
+
+
+def test_make_docs_writes_a_catalog_and_a_log_without_colour_codes(
+    built_warehouse: tuple[str, BuildResult],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestration.docs import main
+
+    url, _ = built_warehouse
+    monkeypatch.setenv("DATABASE_URL", url)
+    main(["--target-path", str(tmp_path)])
+    assert (tmp_path / "index.html").is_file()
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    assert "model.stripe_sync.customer_fields" in catalog["nodes"]
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    assert "docs generate" in log or "Catalog written" in log
+    assert "\x1b[" not in log
