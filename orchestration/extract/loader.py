@@ -14,12 +14,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from orchestration.errors import DatabaseError, SyncBusyError
 
 SQL_DIR = Path(__file__).parent / "sql"
 # Any fixed number works; it names "the Stripe sync" among the database's advisory locks.
 SYNC_LOCK_KEY = 0x5752_1FE5_C0DE
+LOST_LOCK_SQLSTATE = "SSYNC"  # raised by stripe_raw.require_sync_lock()
 
 ObjectRow = tuple[str, bool, int, str, bool, datetime]
 
@@ -130,11 +132,29 @@ def mark_unseen_deleted(
     return cur.rowcount
 
 
+def fenced_url(database_url: str, lock: psycopg.Connection) -> str:
+    """The connection string for a sync's own connections while `lock` holds the sync lock:
+    their writes of sync state fail once that connection lost it (create_raw_tables.sql,
+    require_sync_lock), so a sync whose lock connection dropped stops at its next commit."""
+    options = conninfo_to_dict(database_url).get("options") or ""
+    options += f" -c stripe_sync.lock_pid={lock.info.backend_pid}"
+    options += f" -c stripe_sync.lock_key={SYNC_LOCK_KEY}"
+    return make_conninfo(database_url, options=options.strip())
+
+
+def lost_sync_lock(exc: BaseException) -> bool:
+    """The error a fenced connection gets when its sync no longer holds the sync lock."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate == LOST_LOCK_SQLSTATE
+
+
 @contextmanager
 def sync_lock(database_url: str, timeout: float = 0) -> Iterator[psycopg.Connection]:
     """Holds the warehouse-wide sync lock for the block: a second sync waits up to `timeout`
     seconds, then raises SyncBusyError, so two syncs never interleave. The lock is a session
-    advisory lock: a killed process releases it with its connection."""
+    advisory lock: a killed process releases it with its connection. So does a dropped
+    connection while the sync goes on: the sync's other connections use fenced_url, which stops
+    it at its next commit. Behind PgBouncer in transaction mode a session lock means nothing:
+    DATABASE_URL must reach Postgres directly or through session pooling."""
     conn = connect(database_url, autocommit=True)
     try:
         deadline = time.monotonic() + timeout

@@ -10,7 +10,13 @@ from typing import Any
 
 import psycopg
 
-from orchestration.errors import DatabaseError, SettingsError, StateMismatchError, StripeSyncError
+from orchestration.errors import (
+    DatabaseError,
+    SettingsError,
+    StateMismatchError,
+    StripeSyncError,
+    SyncBusyError,
+)
 from orchestration.extract import backfill, events, items, loader, state
 from orchestration.extract.client import API_VERSION, StripeApi, sanitize
 from orchestration.extract.objects import OBJECTS, STATE_OBJECTS
@@ -114,32 +120,55 @@ def sync_stripe(
     access = check_access(api_key, api_base, client=client)
     require_access(access)
     client.coupons_readable = access.coupons_readable  # asked already: no second probe
-    with (
-        loader.sync_lock(database_url, lock_timeout),
-        loader.connect(database_url, autocommit=True) as conn,
-    ):
-        loader.ensure_raw_tables(conn)
-        _guard_account(conn, access.account_id, reset)
-        try:
-            result = _run(conn, database_url, client, access, mode, reconcile, progress)
-        except BaseException as exc:
-            _record_failure(conn, database_url, client.livemode, exc)
-            if isinstance(exc, psycopg.OperationalError):
-                # The warehouse went away mid-sync (restart, failover, network): an expected
-                # failure, one line for the user; committed pages stay and the next sync resumes.
-                reason = (
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                )
-                raise DatabaseError(
-                    f"lost the connection to the warehouse during the sync ({reason})",
-                    "check that Postgres is up, then sync again: it resumes where it stopped",
-                ) from None
-            raise
+    with loader.sync_lock(database_url, lock_timeout) as lock:
+        fenced = loader.fenced_url(database_url, lock)
+        with loader.connect(fenced, autocommit=True) as conn:
+            result = _run_locked(
+                conn, fenced, database_url, client, access, mode, reconcile, progress, reset
+            )
     result.seconds = time.monotonic() - started
     result.requests = client.stats.requests
     result.retries = client.stats.retries
     result.rate_limited = client.stats.rate_limited
     return result
+
+
+def _run_locked(
+    conn: psycopg.Connection,
+    fenced: str,
+    database_url: str,
+    client: StripeApi,
+    access: AccessReport,
+    mode: str,
+    reconcile: bool,
+    progress: bool,
+    reset: bool,
+) -> SyncResult:
+    """The sync proper, under the sync lock; `conn` and `fenced` stop writing sync state once
+    the lock is lost (loader.fenced_url)."""
+    loader.ensure_raw_tables(conn)
+    _guard_account(conn, access.account_id, reset)
+    try:
+        return _run(conn, fenced, client, access, mode, reconcile, progress)
+    except BaseException as exc:
+        if loader.lost_sync_lock(exc):
+            # Not recorded as failed: another sync may hold the lock and be running by now.
+            raise SyncBusyError(
+                "the sync lost its lock on the warehouse (its connection dropped) and stopped,"
+                " so that it cannot interleave with another sync; what it committed stays",
+                "run the sync again; behind PgBouncer, point DATABASE_URL at Postgres or at a"
+                " session-mode pool",
+            ) from None
+        _record_failure(conn, database_url, client.livemode, exc)
+        if isinstance(exc, psycopg.OperationalError):
+            # The warehouse went away mid-sync (restart, failover, network): an expected
+            # failure, one line for the user; committed pages stay and the next sync resumes.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseError(
+                f"lost the connection to the warehouse during the sync ({reason})",
+                "check that Postgres is up, then sync again: it resumes where it stopped",
+            ) from None
+        raise
 
 
 def _guard_account(conn: psycopg.Connection, account_id: str, reset: bool) -> None:

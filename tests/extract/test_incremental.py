@@ -8,6 +8,7 @@ from collections import Counter
 import psycopg
 import pytest
 
+from orchestration.extract import events as extract_events
 from orchestration.extract import sync_stripe
 from orchestration.extract.client import StripeApi
 from orchestration.extract.events import apply_events, read_events
@@ -119,13 +120,16 @@ def test_apply_events_never_lets_an_older_event_overwrite_newer_state(
 
 
 def test_a_refetch_stamped_by_a_lagging_date_header_still_replaces_older_state(
-    emulator_factory, database_url
+    emulator_factory, database_url, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Webhooks deliver one event at a time, and an object's second event in one second is
     re-read (the stored stamp is ambiguous). Stripe's Date header can lag its event clock: the
     re-read must still count as at least as new as the event that caused it, or it is dropped and
     the row keeps an older state for good. Here the lag is an hour (the emulator's clock moved
-    ahead, and a fresh client has not learned that from the events API)."""
+    ahead, and a fresh client has not learned that from the events API). With Date an hour
+    behind, every re-fetch is read again after REREAD_DELAY: cut here, where stamps are what is
+    tested, or the test waits a second per event."""
+    monkeypatch.setattr(extract_events, "REREAD_DELAY", 0.0)
     emu = emulator_factory(customers=200, seed=27)
     sync_stripe(database_url, emu.test_key, api_base=emu.url, max_rps=1000)
     emu.advance_clock(3600)

@@ -95,3 +95,44 @@ alter table stripe_raw.sync_state add column if not exists started_at timestampt
 -- New-only mode past the event retention (events.refresh_stored_customers), on the events row:
 -- the cursor the refresh restarts from and the last customer id refreshed, so a kill resumes.
 alter table stripe_raw.sync_state add column if not exists refresh_progress jsonb;
+
+-- A sync holds the warehouse-wide sync lock (loader.sync_lock), a session advisory lock, on a
+-- connection of its own: if that connection drops, Postgres releases the lock and another sync
+-- may start. The sync's other connections name the lock holder (stripe_sync.lock_pid and
+-- stripe_sync.lock_key, set by loader.fenced_url); their writes of sync state (cursor, backfill
+-- progress, status) then fail once that backend no longer holds the lock, so a sync that lost it
+-- stops at its next commit instead of interleaving with the next one.
+create or replace function stripe_raw.require_sync_lock() returns trigger
+language plpgsql as $$
+declare
+    holder text := current_setting('stripe_sync.lock_pid', true);
+    lock_key text := current_setting('stripe_sync.lock_key', true);
+begin
+    if coalesce(holder, '') <> '' and not exists (
+        select 1 from pg_locks
+        where locktype = 'advisory'
+          and granted
+          and pid = holder::integer
+          and objsubid = 1
+          and (classid::bigint << 32) | objid::bigint = lock_key::bigint
+    ) then
+        raise exception 'the sync lock is no longer held by backend %', holder
+        using errcode = 'SSYNC';
+    end if;
+    return new;
+end
+$$;
+
+do $$
+begin
+    if not exists (
+        select 1 from pg_trigger
+        where tgrelid = 'stripe_raw.sync_state'::regclass
+          and tgname = 'sync_state_requires_sync_lock'
+    ) then
+        create trigger sync_state_requires_sync_lock
+        before insert or update on stripe_raw.sync_state
+        for each row execute function stripe_raw.require_sync_lock();
+    end if;
+end
+$$;
