@@ -18,8 +18,10 @@ PENDING_STATUSES = [
 ]
 
 
-# How long the sensor waits for deliveries being written before it tries again next tick.
-LOCK_TIMEOUT = "5s"
+# How long the sensor waits for deliveries being written before it tries again next tick. The
+# receiver inserts its log rows last, just before it commits, so the wait is short; deliveries
+# arriving meanwhile queue behind the sensor's lock for at most this long.
+LOCK_TIMEOUT = "2s"
 
 
 def new_deliveries(conn: psycopg.Connection, cursor: str | None) -> tuple[int, str | None]:
