@@ -1,7 +1,7 @@
 """Extraction assets: one asset per stripe_raw table, all written by one call of sync_stripe.
 
 The events API feeds every table at once, so one `@dg.multi_asset` with a spec per table shows
-that coupling instead of hiding it (STYLE.md § 2.2). The asset is thin: orchestration.extract does
+that coupling instead of hiding it. The asset is thin: orchestration.extract does
 the work and this module reports its figures as metadata a user can plot.
 """
 

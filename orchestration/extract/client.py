@@ -70,7 +70,7 @@ def key_livemode(api_key: str) -> bool:
 
 class TokenBucket:
     """Paces requests just below a rate for every thread of the process. Pacing beats hammering and
-    backing off (PERFORMANCE.md): unpaced threads met 429 storms and ran slower."""
+    backing off (measured against the peers: unpaced threads met 429 storms and ran slower)."""
 
     def __init__(self, rate: float, burst: float = 2.0) -> None:
         self.rate = rate
