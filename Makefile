@@ -72,6 +72,10 @@ audit-secrets: setup ## Demo, bench, chaos, then no key or webhook secret in any
 ui-snapshot: setup ## Screenshots of the Dagster UI into docs/ (needs Debian's chromium)
 	$(BIN)/python -m orchestration.ui --snapshot docs
 
+.PHONY: ui-test
+ui-test: setup ## Real-browser smoke test of the Dagster UI on the demo instance (apt-get install -y chromium)
+	$(BIN)/python -m orchestration.ui --smoke
+
 stop: ## Stop the embedded Postgres
 	$(BIN)/python -m orchestration.embedded.postgres stop
 

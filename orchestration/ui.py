@@ -1,8 +1,9 @@
 """`python -m orchestration.ui`: the Dagster UI (webserver + daemon) on the project's instance.
 
-Prepares what `dagster dev` needs (settings, the warehouse, DAGSTER_HOME on Postgres, the dbt
-manifest), then runs `dagster dev -w workspace.yaml`. Without STRIPE_API_KEY it serves the local
-Stripe emulator with demo data, so the schedules and the webhook sensor have something to sync.
+Prepares what Dagster needs (settings, the warehouse, DAGSTER_HOME on Postgres, the dbt
+manifest), then runs the webserver and the daemon on workspace.yaml. Without STRIPE_API_KEY it
+serves the local Stripe emulator with demo data, so the schedules and the webhook sensor have
+something to sync.
 
 `--snapshot DIR` starts the UI, runs the main job once, takes headless-chromium screenshots of the
 asset graph, that run and the customer_fields asset into DIR/*.png, and stops everything.
@@ -14,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from orchestration.settings import PROJECT_ROOT, Settings, load_settings
 
@@ -65,30 +68,45 @@ def prepare(settings: Settings) -> Path:
 
 
 def _reset_sigint() -> None:
-    # `dagster dev` started from a non-interactive shell ignores SIGINT (STACK-NOTES).
+    # Dagster started from a non-interactive shell ignores SIGINT (measured with dagster 1.13).
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_dagster_dev(port: int, *, new_session: bool) -> subprocess.Popen[bytes]:
-    dagster = Path(sys.executable).parent / "dagster"
-    command = [
-        str(dagster if dagster.exists() else "dagster"),
-        "dev",
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
-        "-h",
-        HOST,
-        "-p",
-        str(port),
+def start_dagster(
+    port: int, *, new_session: bool, output: IO[bytes] | None = None
+) -> list[subprocess.Popen[bytes]]:
+    """The webserver and the daemon, each in its own process, on the project's workspace.
+
+    These are the two services `dagster dev` wraps (which Dagster 1.13 supersedes by `dg dev`,
+    from a package we do not ship). They run in DAGSTER_HOME, not in the project root: Dagster
+    warns about a dagster.yaml in the working directory that is not the instance's, and the
+    project's is the template `prepare` copies into DAGSTER_HOME.
+    """
+    bin_dir = Path(sys.executable).parent
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    commands = [
+        [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", HOST, "-p", str(port)],
+        [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
     ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.Popen(
-        command,
-        cwd=PROJECT_ROOT,
-        env=env,
-        preexec_fn=_reset_sigint,
-        start_new_session=new_session,
-    )
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return [
+        subprocess.Popen(
+            command,
+            cwd=os.environ["DAGSTER_HOME"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+            preexec_fn=_reset_sigint,
+            start_new_session=new_session,
+        )
+        for command in commands
+    ]
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], *, group: bool) -> None:
+    """Stops the daemon, then the webserver."""
+    for process in reversed(processes):
+        stop(process, group=group)
 
 
 def stop(process: subprocess.Popen[bytes], *, group: bool) -> None:
@@ -118,7 +136,7 @@ def graphql(port: int, query: str) -> dict:
         return json.loads(response.read())
 
 
-def wait_until_loaded(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_until_loaded(port: int, processes: list[subprocess.Popen[bytes]]) -> None:
     """Until the webserver answers and the code location has loaded."""
     query = (
         "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus"
@@ -126,8 +144,10 @@ def wait_until_loaded(port: int, process: subprocess.Popen[bytes]) -> None:
     )
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with code {process.returncode}")
+        for process in processes:
+            if process.poll() is not None:
+                name = Path(str(process.args[0])).name
+                raise RuntimeError(f"{name} exited with code {process.returncode}")
         try:
             entries = graphql(port, query)["data"]["workspaceOrError"]["locationEntries"]
         except (urllib.error.URLError, OSError, KeyError, TypeError, ValueError):
@@ -193,9 +213,9 @@ def snapshot(settings: Settings, out_dir: Path) -> int:
         )
         _say(outcome.summary())
         port = free_port()
-        process = start_dagster_dev(port, new_session=True)
+        processes = start_dagster(port, new_session=True)
         try:
-            wait_until_loaded(port, process)
+            wait_until_loaded(port, processes)
             # The UI greets a local user with a newsletter dialog; mark it seen on the instance.
             graphql(port, "mutation { setNuxSeen }")
             base = f"http://{HOST}:{port}"
@@ -218,27 +238,144 @@ def snapshot(settings: Settings, out_dir: Path) -> int:
                 ok = screenshot(chromium, url, target, size=size)
                 _say(f"{'wrote' if ok else 'FAILED'} {target} ({url})")
         finally:
-            stop(process, group=True)
+            stop_all(processes, group=True)
     return 0
 
 
+# The pages a newcomer opens first, each with a text it must show once rendered.
+SMOKE_PAGES = {
+    "lineage": (
+        "/assets/stripe_segments/current_trials?view=lineage&lineageScope=upstream&lineageDepth=6",
+        "customer_fields",
+    ),
+    "customer_fields": ("/assets/stripe/customer_fields", "Latest materialization"),
+    "segment": ("/assets/stripe_segments/current_trials", "Latest materialization"),
+    "runs": ("/runs", "stripe_sync"),
+    "automation": ("/automation", "incremental_sync_schedule"),
+}
+# What the UI shows when something is broken: error banners, failed code-location loads.
+ERROR_MARKERS = (
+    "PythonError",
+    "Unexpected GraphQL error",
+    "Something went wrong",
+    "failed to load",
+    "Error loading",
+    "Code location failed",
+    "No assets were found",
+)
+# Start-up output that comes from our own configuration, not from Dagster's internals.
+CONFIG_WARNINGS = (
+    "SupersessionWarning",
+    "will not be used",
+    "dagster.yaml",
+    "ExperimentalWarning",
+    "PreviewWarning",
+    "BetaWarning",
+    "DeprecationWarning",
+)
+
+
+def dump_dom(chromium: str, url: str, *, wait_ms: int = 20000) -> str:
+    """The page's DOM once the app has rendered (headless chromium, virtual time)."""
+    command = [
+        chromium,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--virtual-time-budget={wait_ms}",
+        "--dump-dom",
+        url,
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=180, check=False, text=True)
+    except subprocess.TimeoutExpired:
+        return ""
+    return done.stdout
+
+
+def page_problems(name: str, dom: str, expected: str) -> list[str]:
+    """What is wrong with one rendered page: no content, an error banner, or its text missing."""
+    body = dom.split("<body", 1)[-1].split(">", 1)[-1]
+    text = re.sub(r"<script.*?</script>|<style.*?</style>|<[^>]+>", " ", body, flags=re.S)
+    if not text.strip():
+        return [f"{name}: the page rendered nothing"]
+    problems = [f"{name}: shows {marker!r}" for marker in ERROR_MARKERS if marker in text]
+    if expected not in text:
+        problems.append(f"{name}: {expected!r} is not on the page")
+    return problems
+
+
+def startup_warnings(output: str) -> list[str]:
+    """Lines of the webserver's and the daemon's output that warn about our configuration."""
+    return [line for line in output.splitlines() if any(w in line for w in CONFIG_WARNINGS)]
+
+
+def smoke(settings: Settings) -> int:
+    """`make ui-test`: the UI on the demo instance, in a real browser; 1 on any problem."""
+    chromium = find_chromium()
+    if chromium is None:
+        _say(
+            "skipped: the UI smoke test needs a browser; install one with"
+            " `apt-get install -y chromium` (Debian/Ubuntu)"
+        )
+        return 0
+    from orchestration.runs import execute_main_job
+
+    problems: list[str] = []
+    with demo_stripe(settings) as run_settings:
+        home = prepare(run_settings)
+        _say("running the main job once, so the UI has a run to show…")
+        outcome = execute_main_job(
+            run_settings, as_of=None, mode="import-existing", raise_on_failure=False
+        )
+        if not outcome.success:
+            problems.append(f"run {outcome.run_id} failed: {outcome.error}")
+        problems += [f"check {c.asset} {c.name} failed" for c in outcome.failed_checks]
+        port = free_port()
+        log = home / "ui-smoke.log"
+        with log.open("wb") as output:
+            processes = start_dagster(port, new_session=True, output=output)
+            try:
+                wait_until_loaded(port, processes)
+                graphql(port, "mutation { setNuxSeen }")
+                for name, (path, expected) in SMOKE_PAGES.items():
+                    found = page_problems(
+                        name, dump_dom(chromium, f"http://{HOST}:{port}{path}"), expected
+                    )
+                    _say(f"{'✗' if found else '✓'} {name} ({path})")
+                    problems += found
+            except (RuntimeError, TimeoutError) as err:
+                problems.append(str(err))
+            finally:
+                stop_all(processes, group=True)
+        problems += [f"start-up warns: {line}" for line in startup_warnings(log.read_text())]
+    for problem in problems:
+        _say(f"  {problem}")
+    _say(f"UI smoke test: {'failed' if problems else 'passed'} (webserver and daemon log: {log})")
+    return 1 if problems else 0
+
+
 def serve(settings: Settings, port: int) -> int:
-    """`dagster dev` in the foreground until Ctrl-C."""
+    """The webserver and the daemon in the foreground until Ctrl-C."""
     with demo_stripe(settings) as run_settings:
         home = prepare(run_settings)
         _say(f"Dagster UI on http://{HOST}:{port} (instance: {home}); Ctrl-C stops it")
-        process = start_dagster_dev(port, new_session=False)
+        processes = start_dagster(port, new_session=False)
         try:
-            return process.wait()
+            return processes[0].wait()
         except KeyboardInterrupt:
-            stop(process, group=False)
+            stop_all(processes, group=False)
             return 0
+        finally:
+            stop_all(processes, group=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestration.ui", description=__doc__)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--snapshot", metavar="DIR", type=Path, help="write screenshots to DIR")
+    parser.add_argument("--smoke", action="store_true", help="open the main pages in a browser")
     args = parser.parse_args(argv)
     from orchestration.errors import StripeSyncError
 
@@ -246,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         if args.snapshot:
             return snapshot(settings, args.snapshot)
+        if args.smoke:
+            return smoke(settings)
         return serve(settings, args.port)
     except StripeSyncError as err:
         _say(f"error: {err.one_line()}")
