@@ -38,14 +38,13 @@ discount_objects as (
     where jsonb_typeof(listed.discount_data) = 'object'
 ),
 
--- The coupon sits in `coupon` (inlined) before 2025-09-30.clover and in `source.coupon` since,
--- an object when expanded and an id when not (the key lacked Coupons: Read): only its id is known.
+-- The coupon of each discount, whatever the API version (see the macro).
 with_coupon as (
     select
         subscription_id,
         stripe_customer_id,
         discount_data,
-        coalesce(discount_data -> 'coupon', discount_data -> 'source' -> 'coupon') as coupon_ref
+        {{ discount_coupon('discount_data') }} as coupon_ref
     from discount_objects
 ),
 
@@ -58,17 +57,7 @@ renamed as (
         coalesce(discount_data ->> 'id', coupon_ref ->> 'id', coupon_ref #>> '{}') as discount_id,
         subscription_id,
         stripe_customer_id,
-        coalesce(coupon_ref ->> 'id', coupon_ref #>> '{}') as coupon_id,
-
-        -- attributes
-        jsonb_typeof(coupon_ref) = 'object' as has_coupon_terms,
-        coupon_ref ->> 'duration' as coupon_duration,
-        (coupon_ref ->> 'duration_in_months')::integer as coupon_duration_in_months,
-        (coupon_ref ->> 'percent_off')::numeric as coupon_percent_off,
-        lower(coupon_ref ->> 'currency') as coupon_currency,
-
-        -- amounts
-        (coupon_ref ->> 'amount_off')::bigint as coupon_amount_off_in_cents,
+        {{ discount_coupon_terms('coupon_ref') }},
 
         -- timestamps
         {{ from_epoch("discount_data ->> 'start'") }} as discount_started_at,
