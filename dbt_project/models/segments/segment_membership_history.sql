@@ -1,0 +1,206 @@
+{#- One row per stay of a customer in a segment, kept across builds.
+
+    An incremental model rather than a dbt snapshot: a snapshot stamps rows with the wall clock
+    (or an `updated_at` column) and records a changed row, not a stay; here every time is the
+    build's as_of(), a stay must close when its customer leaves segment_memberships (whatever the
+    reason), and a re-entry must open a new row. That is one comparison of the current members with
+    the open stays, which an incremental model states in plain SQL.
+
+    Never rebuilt (`full_refresh=false`): the past cannot be recomputed from the raw tables (they
+    hold the present), so `--full-refresh` updates it like any build instead of dropping it.
+    delete+insert rather than merge: it runs on every Postgres the project supports (13+). -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['segment', 'stripe_customer_id', 'entered_at'],
+        full_refresh=false,
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['segment', 'stripe_customer_id', 'entered_at'], 'unique': true},
+            {'columns': ['stripe_customer_id']},
+        ],
+    )
+}}
+
+with
+
+memberships as (
+    select * from {{ ref('segment_memberships') }}
+),
+
+customer_fields as (
+    select * from {{ ref('customer_fields') }}
+),
+
+-- Events tell the real moment of a change; staging keeps the key's mode only.
+events as (
+    select * from {{ ref('stg_stripe__events') }}
+    where
+        stripe_customer_id is not null
+        and event_type in (
+            'customer.created',
+            'customer.deleted',
+            'customer.subscription.created',
+            'customer.subscription.updated',
+            'customer.subscription.deleted'
+        )
+),
+
+-- The stays recorded by earlier builds, in the key's mode: rows of the other mode (before a
+-- switch of key) are left as they are, neither closed nor reopened.
+{% if is_incremental() %}
+    stays as (
+        select * from {{ this }}
+        where {{ in_key_mode() }}
+    ),
+{% else %}
+    stays as (
+        select
+            null::text as segment,
+            null::text as stripe_customer_id,
+            null::timestamptz as entered_at,
+            null::timestamptz as exited_at
+        where false
+    ),
+{% endif %}
+
+-- History only moves forward: a build whose as_of is not after the last recorded entry or exit
+-- (a rebuild at the same as_of, or a reproduction of the past) records nothing.
+last_recorded as (
+    select coalesce(max(greatest(entered_at, exited_at)), '-infinity'::timestamptz) as recorded_at
+    from stays
+),
+
+open_stays as (
+    select * from stays
+    where exited_at is null
+),
+
+-- A re-entry's real moment must come after the previous stay ended.
+last_exits as (
+    select
+        segment,
+        stripe_customer_id,
+        max(exited_at) as exited_at
+    from stays
+    group by segment, stripe_customer_id
+),
+
+-- Members now without an open stay: they entered.
+entries as (
+    select
+        memberships.segment,
+        memberships.stripe_customer_id,
+        'entered' as change,  -- noqa: RF04
+        {{ as_of() }} as entered_at,
+        null::timestamptz as exited_at,
+        last_exits.exited_at as known_since
+    from memberships
+    left join open_stays
+        on
+            memberships.segment = open_stays.segment
+            and memberships.stripe_customer_id = open_stays.stripe_customer_id
+    left join last_exits
+        on
+            memberships.segment = last_exits.segment
+            and memberships.stripe_customer_id = last_exits.stripe_customer_id
+    where open_stays.segment is null
+),
+
+-- Open stays whose customer is no longer a member: they exited (the row keeps its entered_at,
+-- so delete+insert on the key closes it).
+exits as (
+    select
+        open_stays.segment,
+        open_stays.stripe_customer_id,
+        'exited' as change,  -- noqa: RF04
+        open_stays.entered_at,
+        {{ as_of() }} as exited_at,
+        open_stays.entered_at as known_since
+    from open_stays
+    left join memberships
+        on
+            open_stays.segment = memberships.segment
+            and open_stays.stripe_customer_id = memberships.stripe_customer_id
+    where memberships.segment is null
+),
+
+changes as (
+    select * from entries
+    union all
+    select * from exits
+),
+
+-- The real moment, where Stripe tells it, between the stay's previous known time and as_of:
+-- the customer's creation or deletion for syncing_with_stripe; the trial end for entering
+-- expired_trials; else the latest subscription event that changed a status (created, deleted,
+-- or updated with `status` among its previous_attributes).
+moments as (
+    select
+        changes.*,
+        case
+            when changes.segment = 'syncing_with_stripe'
+                then lifecycle_events.occurred_at
+            when changes.segment = 'expired_trials' and changes.change = 'entered'
+                then trial_ends.subscription_trial_ends_at
+            else status_events.occurred_at
+        end as changed_at
+    from changes
+    left join lateral (
+        select max(events.occurred_at) as occurred_at
+        from events
+        where
+            events.stripe_customer_id = changes.stripe_customer_id
+            and events.event_type
+            = case changes.change
+                when 'entered' then 'customer.created'
+                else 'customer.deleted'
+            end
+            and events.occurred_at > coalesce(changes.known_since, '-infinity'::timestamptz)
+            and events.occurred_at <= {{ as_of() }}
+    ) as lifecycle_events on true
+    left join lateral (
+        select max(events.occurred_at) as occurred_at
+        from events
+        where
+            events.stripe_customer_id = changes.stripe_customer_id
+            and (
+                events.event_type in (
+                    'customer.subscription.created', 'customer.subscription.deleted'
+                )
+                or (
+                    events.event_type = 'customer.subscription.updated'
+                    and events.event_previous_attributes ? 'status'
+                )
+            )
+            and events.occurred_at > coalesce(changes.known_since, '-infinity'::timestamptz)
+            and events.occurred_at <= {{ as_of() }}
+    ) as status_events on true
+    left join customer_fields as trial_ends
+        on
+            changes.stripe_customer_id = trial_ends.stripe_customer_id
+            and trial_ends.subscription_trial_ends_at
+            > coalesce(changes.known_since, '-infinity'::timestamptz)
+            and trial_ends.subscription_trial_ends_at <= {{ as_of() }}
+),
+
+final as (
+    select
+        -- ids
+        moments.segment,
+        moments.stripe_customer_id,
+
+        -- timestamps
+        moments.entered_at,
+        moments.exited_at,
+        moments.changed_at,
+
+        -- bookkeeping: the mode of the key that recorded the stay
+        ({{ in_key_mode('true') }}) as livemode
+    from moments
+    cross join last_recorded
+    where {{ as_of() }} > last_recorded.recorded_at
+)
+
+select * from final
