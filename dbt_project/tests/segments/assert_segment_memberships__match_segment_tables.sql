@@ -1,4 +1,7 @@
 -- segment_memberships holds each segment table's members, no more and no fewer.
+-- The model this test checks, so Dagster shows it as that model's asset check (set here, not
+-- in a yml: dbt's partial parsing drops a singular test's yml config).
+{{ config(meta={'dagster': {'ref': {'name': 'segment_memberships'}}}) }}
 {% set segments = [
     'syncing_with_stripe', 'current_trials', 'slipping_trials', 'slipping_customers',
     'expired_trials', 'customers', 'churned_customers', 'past_due_subscriptions',
