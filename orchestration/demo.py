@@ -77,11 +77,13 @@ def _save_state(state_dir: Path, state: DemoState) -> None:
 def segment_counts(url: str) -> list[tuple[str, int]]:
     """Members of every segment table, empty ones included."""
     with psycopg.connect(url) as conn:
+        # The schema also holds tables about all segments (segment_memberships, segment_changes,
+        # …), each named segment_<what>; a segment's table is named after the segment alone.
         tables = [
             row[0]
             for row in conn.execute(
                 "select table_name from information_schema.tables"
-                " where table_schema = 'stripe_segments' and table_name <> 'segment_memberships'"
+                " where table_schema = 'stripe_segments' and table_name not like 'segment\\_%'"
                 " order by table_name"
             )
         ]

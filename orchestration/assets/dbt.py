@@ -6,7 +6,10 @@ keys of the extraction assets, and each model folder's `+schema` keys models [sc
 the segments. dbt tests become asset checks.
 """
 
+import json
+import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -45,6 +48,30 @@ PREVIEW_COLUMNS = (
 )
 
 ensure_manifest()
+
+# Singular tests are named assert_<model>__<rule> (STYLE.md); the model is the one they check.
+_SINGULAR_TEST_NAME = re.compile(r"^assert_(\w+?)__\w+$")
+
+
+def manifest_with_checked_models(path: Path) -> dict[str, Any]:
+    """The dbt manifest, with each singular test over several models attached to the model its
+    name says it checks (`meta.dagster.ref`), unless it names one itself.
+
+    dagster-dbt loads such a test as an asset check only with that ref, else it logs an
+    observation and a warning on every build; and dbt's partial parsing drops the ref when it is
+    set in a yml, so the naming convention is the one place that always holds.
+    """
+    manifest = json.loads(path.read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test" or node.get("test_metadata"):
+            continue  # generic tests are attached to their model by dbt
+        meta = node.setdefault("config", {}).setdefault("meta", {})
+        dagster_meta = meta.setdefault("dagster", {})
+        match = _SINGULAR_TEST_NAME.match(node["name"])
+        if "ref" not in dagster_meta and match and match.group(1) in models:
+            dagster_meta["ref"] = {"name": match.group(1)}
+    return manifest
 
 
 class StripeDbtTranslator(DagsterDbtTranslator):
@@ -156,7 +183,7 @@ def with_facts(event: Any, context: dg.AssetExecutionContext, database_url: str)
 
 
 @dbt_assets(
-    manifest=dbt_project.manifest_path,
+    manifest=manifest_with_checked_models(dbt_project.manifest_path),
     project=dbt_project,
     dagster_dbt_translator=StripeDbtTranslator(),
     name="stripe_dbt_models",

@@ -140,3 +140,22 @@ def test_checks_cover_freshness_parity_modes_and_dbt_tests(graph: dg.AssetGraph)
     assert any(name.startswith("unique_") for name in dbt_checks), dbt_checks
     for segment in SEGMENTS:
         assert any(key == f"stripe_segments/{segment}" for key, _ in checks), segment
+
+
+def test_every_singular_test_is_a_check_of_the_model_its_name_names(graph: dg.AssetGraph) -> None:
+    # assert_<model>__<rule> (STYLE.md): a singular test reading several models is still a check
+    # of <model>, not an observation logged with a warning on every build.
+    from orchestration.assets.dbt import manifest_with_checked_models
+    from orchestration.resources import dbt_project
+
+    manifest = manifest_with_checked_models(dbt_project.manifest_path)
+    singular = {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test" and not node.get("test_metadata")
+    }
+    assert singular, "the project has singular tests"
+    checks = {key.name: key.asset_key.path[-1] for key in graph.asset_check_keys}
+    for name in singular:
+        model = name.removeprefix("assert_").split("__")[0]
+        assert checks.get(name) == model, name
