@@ -11,6 +11,7 @@ between builds as a sync would write them):
       second stay). dan is created, active.
   T4  built with --full-refresh: ada converted (event at T0 + 2.5 d), bob deleted (event at
       T0 + 2.75 d). Nothing recorded before is lost, renumbered or repeated.
+  T5  built with a live key: a live customer enters; the test-mode stays are left open.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def at(days: float) -> datetime:
     return T0 + timedelta(days=days)
 
 
-T1, T2, T3, T4 = at(0), at(1), at(2), at(3)
+T1, T2, T3, T4, T5 = at(0), at(1), at(2), at(3), at(4)
 TRIAL_END = at(1.5)
 CYD_CANCELED, CYD_REACTIVATED = at(0.5), at(1.75)
 ADA_CONVERTED, BOB_DELETED = at(2.5), at(2.75)
@@ -69,15 +70,23 @@ def _subscription(
     )
 
 
-def _write(conn: psycopg.Connection, table: str, obj: dict[str, Any], synced: datetime) -> None:
+def _write(
+    conn: psycopg.Connection,
+    table: str,
+    obj: dict[str, Any],
+    synced: datetime,
+    *,
+    livemode: bool = False,
+) -> None:
     """Upserts one raw row, as the loader would."""
     conn.execute(
         f"insert into stripe_raw.{table} (id, livemode, created, data, is_deleted, snapshot_at,"
-        " synced_at) values (%s, false, %s, %s::jsonb, %s, %s, %s)"
+        " synced_at) values (%s, %s, %s, %s::jsonb, %s, %s, %s)"
         " on conflict (id) do update set data = excluded.data, is_deleted = excluded.is_deleted,"
         " snapshot_at = excluded.snapshot_at, synced_at = excluded.synced_at",
         (
             obj["id"],
+            livemode,
             datetime.fromtimestamp(obj.get("created") or epoch(synced), UTC),
             json.dumps(obj),
             bool(obj.get("deleted")),
@@ -185,6 +194,13 @@ def _ada_converts_bob_deleted(url: str) -> None:
             _activity(conn, name, at(2.9))
 
 
+def _live_customer_arrives(url: str) -> None:
+    """A live-mode customer: the key switches to live for T5."""
+    with psycopg.connect(url) as conn:
+        live = {**_customer("cus_liv", at(3.5)), "livemode": True}
+        _write(conn, "customers", live, at(3.5), livemode=True)
+
+
 HISTORY = (
     "select segment, stripe_customer_id, entered_at, exited_at, changed_at, livemode"
     " from stripe_segments.segment_membership_history"
@@ -228,6 +244,9 @@ def scenario(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         _ada_converts_bob_deleted(url)
         build(url, as_of=T4, livemode=False, target_path=target, full_refresh=True)
         out["T4 full refresh"] = _tables(url)
+        _live_customer_arrives(url)
+        build(url, as_of=T5, livemode=True, target_path=target)
+        out["T5 live key"] = _tables(url)
         yield Scenario(url, out)
     finally:
         _drop_database(server_url, name)
@@ -347,7 +366,15 @@ def test_the_feed_has_each_entry_and_exit_once(scenario: Scenario) -> None:
     per_build = {name: len(tables["changes"]) for name, tables in scenario.builds.items()}
     # T1: 6 entries; T2: cyd exits customers, enters churned; T3: cyd back (2), ada expired (1),
     # dan (2); T4: ada exits current_trials and expired_trials, enters customers; bob exits 2.
-    assert per_build == {"T1": 6, "T2": 8, "T2 again": 8, "T3": 13, "T4 full refresh": 18}
+    # T5 (live key): cus_liv enters syncing_with_stripe; no test-mode stay closes.
+    assert per_build == {
+        "T1": 6,
+        "T2": 8,
+        "T2 again": 8,
+        "T3": 13,
+        "T4 full refresh": 18,
+        "T5 live key": 19,
+    }
 
 
 def test_the_feed_carries_moments_and_emails(scenario: Scenario) -> None:
@@ -383,3 +410,16 @@ def test_readmes_change_feed_query_runs_and_follows_the_feed(scenario: Scenario)
         rows = conn.execute(followed).fetchall()
     # After the first build's 6 entries: cyd back (T3), dan (T3), ada converted (T4).
     assert [row[1] for row in rows] == ["cus_cyd", "cus_dan", "cus_ada"]
+
+
+def test_a_switch_of_key_leaves_the_other_modes_stays_open(scenario: Scenario) -> None:
+    before, after = scenario.builds["T4 full refresh"], scenario.builds["T5 live key"]
+    assert [r for r in after["history"] if not r["livemode"]] == before["history"]
+    live = [r for r in after["history"] if r["livemode"]]
+    assert [(r["segment"], r["stripe_customer_id"], r["entered_at"]) for r in live] == [
+        ("syncing_with_stripe", "cus_liv", T5)
+    ]
+    new = after["changes"][len(before["changes"]) :]
+    assert [(r["change"], r["stripe_customer_id"], r["livemode"]) for r in new] == [
+        ("entered", "cus_liv", True)
+    ]

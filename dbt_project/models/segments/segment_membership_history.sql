@@ -132,26 +132,47 @@ changes as (
     select * from exits
 ),
 
--- The real moment, where Stripe tells it, between the stay's previous known time and as_of:
--- the customer's creation or deletion for syncing_with_stripe; the trial end for entering
--- expired_trials; else the latest subscription event that changed a status (created, deleted,
--- or updated with `status` among its previous_attributes).
-moments as (
+-- Subscription events that changed a status: created, deleted, or updated with `status` among
+-- their previous_attributes.
+status_events as (
     select
-        changes.*,
-        case
-            when changes.segment = 'syncing_with_stripe'
-                then lifecycle_events.occurred_at
-            when changes.segment = 'expired_trials' and changes.change = 'entered'
-                then trial_ends.subscription_trial_ends_at
-            else status_events.occurred_at
-        end as changed_at
+        stripe_customer_id,
+        occurred_at
+    from events
+    where
+        event_type in ('customer.subscription.created', 'customer.subscription.deleted')
+        or (
+            event_type = 'customer.subscription.updated'
+            and event_previous_attributes ? 'status'
+        )
+),
+
+-- The real moment, where Stripe tells it, between the stay's previous known time and as_of.
+-- Joined and grouped rather than looked up per change, so the first build of a large account
+-- reads the events once. A customer enters or leaves a segment at most once per build.
+status_moments as (
+    select
+        changes.segment,
+        changes.stripe_customer_id,
+        max(status_events.occurred_at) as occurred_at
     from changes
-    left join lateral (
-        select max(events.occurred_at) as occurred_at
-        from events
-        where
-            events.stripe_customer_id = changes.stripe_customer_id
+    inner join status_events
+        on
+            changes.stripe_customer_id = status_events.stripe_customer_id
+            and status_events.occurred_at > coalesce(changes.known_since, '-infinity'::timestamptz)
+            and status_events.occurred_at <= {{ as_of() }}
+    group by changes.segment, changes.stripe_customer_id
+),
+
+lifecycle_moments as (
+    select
+        changes.segment,
+        changes.stripe_customer_id,
+        max(events.occurred_at) as occurred_at
+    from changes
+    inner join events
+        on
+            changes.stripe_customer_id = events.stripe_customer_id
             and events.event_type
             = case changes.change
                 when 'entered' then 'customer.created'
@@ -159,24 +180,31 @@ moments as (
             end
             and events.occurred_at > coalesce(changes.known_since, '-infinity'::timestamptz)
             and events.occurred_at <= {{ as_of() }}
-    ) as lifecycle_events on true
-    left join lateral (
-        select max(events.occurred_at) as occurred_at
-        from events
-        where
-            events.stripe_customer_id = changes.stripe_customer_id
-            and (
-                events.event_type in (
-                    'customer.subscription.created', 'customer.subscription.deleted'
-                )
-                or (
-                    events.event_type = 'customer.subscription.updated'
-                    and events.event_previous_attributes ? 'status'
-                )
-            )
-            and events.occurred_at > coalesce(changes.known_since, '-infinity'::timestamptz)
-            and events.occurred_at <= {{ as_of() }}
-    ) as status_events on true
+    where changes.segment = 'syncing_with_stripe'
+    group by changes.segment, changes.stripe_customer_id
+),
+
+-- The customer's creation or deletion for syncing_with_stripe; the trial end for entering
+-- expired_trials; else the latest status change.
+moments as (
+    select
+        changes.*,
+        case
+            when changes.segment = 'syncing_with_stripe'
+                then lifecycle_moments.occurred_at
+            when changes.segment = 'expired_trials' and changes.change = 'entered'
+                then trial_ends.subscription_trial_ends_at
+            else status_moments.occurred_at
+        end as changed_at
+    from changes
+    left join status_moments
+        on
+            changes.segment = status_moments.segment
+            and changes.stripe_customer_id = status_moments.stripe_customer_id
+    left join lifecycle_moments
+        on
+            changes.segment = lifecycle_moments.segment
+            and changes.stripe_customer_id = lifecycle_moments.stripe_customer_id
     left join customer_fields as trial_ends
         on
             changes.stripe_customer_id = trial_ends.stripe_customer_id
