@@ -9,6 +9,8 @@ between builds as a sync would write them):
   T3  ada's trial end passed, still trialing: enters expired_trials at the trial end. cyd
       reactivated (event at T0 + 1.75 d): leaves churned_customers, enters customers again (a
       second stay). dan is created, active.
+      Built again at T3 after dan's cancellation: the time cannot stand still for dan's exit, which
+      is recorded a microsecond after his entry.
   T4  built with --full-refresh: ada converted (event at T0 + 2.5 d), bob deleted (event at
       T0 + 2.75 d). Nothing recorded before is lost, renumbered or repeated.
   T5  built with a live key: a live customer enters; the test-mode stays are left open.
@@ -175,6 +177,12 @@ def _trial_passes_cyd_returns_dan_arrives(url: str) -> None:
             _activity(conn, name, at(1.9))
 
 
+def _dan_cancels_without_an_event(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        canceled = _subscription("cus_dan", "canceled", at(1.9))
+        _write(conn, "subscriptions", canceled, at(1.95))
+
+
 def _ada_converts_bob_deleted(url: str) -> None:
     with psycopg.connect(url) as conn:
         converted = _subscription("cus_ada", "active", at(-0.5), trial_end=TRIAL_END)
@@ -241,6 +249,9 @@ def scenario(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         _trial_passes_cyd_returns_dan_arrives(url)
         build(url, as_of=T3, livemode=False, target_path=target)
         out["T3"] = _tables(url)
+        _dan_cancels_without_an_event(url)
+        build(url, as_of=T3, livemode=False, target_path=target)
+        out["T3 changed"] = _tables(url)
         _ada_converts_bob_deleted(url)
         build(url, as_of=T4, livemode=False, target_path=target, full_refresh=True)
         out["T4 full refresh"] = _tables(url)
@@ -316,7 +327,8 @@ def test_a_new_customer_enters_without_a_stripe_moment(scenario: Scenario) -> No
 
 
 def test_full_refresh_keeps_the_history_and_records_the_builds_changes(scenario: Scenario) -> None:
-    before, after = scenario.builds["T3"]["history"], scenario.builds["T4 full refresh"]["history"]
+    before = scenario.builds["T3 changed"]["history"]
+    after = scenario.builds["T4 full refresh"]["history"]
     key = ("segment", "stripe_customer_id", "entered_at")
     after_by_key = {tuple(r[k] for k in key): r for r in after}
     assert len(after_by_key) == len(after), "a stay is duplicated"
@@ -365,15 +377,17 @@ def test_the_feed_has_each_entry_and_exit_once(scenario: Scenario) -> None:
     assert got == expected
     per_build = {name: len(tables["changes"]) for name, tables in scenario.builds.items()}
     # T1: 6 entries; T2: cyd exits customers, enters churned; T3: cyd back (2), ada expired (1),
-    # dan (2); T4: ada exits current_trials and expired_trials, enters customers; bob exits 2.
+    # dan (2); T3 changed: dan exits customers, enters churned_customers; T4: ada exits
+    # current_trials and expired_trials, enters customers; bob exits 2.
     # T5 (live key): cus_liv enters syncing_with_stripe; no test-mode stay closes.
     assert per_build == {
         "T1": 6,
         "T2": 8,
         "T2 again": 8,
         "T3": 13,
-        "T4 full refresh": 18,
-        "T5 live key": 19,
+        "T3 changed": 15,
+        "T4 full refresh": 20,
+        "T5 live key": 21,
     }
 
 
@@ -423,3 +437,10 @@ def test_a_switch_of_key_leaves_the_other_modes_stays_open(scenario: Scenario) -
     assert [(r["change"], r["stripe_customer_id"], r["livemode"]) for r in new] == [
         ("entered", "cus_liv", True)
     ]
+
+
+def test_a_change_at_an_as_of_already_recorded_gets_a_time_of_its_own(scenario: Scenario) -> None:
+    history = scenario.builds["T3 changed"]["history"]
+    just_after = T3 + timedelta(microseconds=1)
+    assert _stays(history, "cus_dan", "customers") == [(T3, just_after, None)]
+    assert _stays(history, "cus_dan", "churned_customers") == [(T3, None, None)]

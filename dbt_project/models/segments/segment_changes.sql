@@ -49,9 +49,7 @@ customer_fields as (
 {% endif %}
 
 issued as (
-    select
-        coalesce(max(change_id), 0) as last_change_id,
-        coalesce(max(detected_at), '-infinity'::timestamptz) as last_detected_at
+    select coalesce(max(change_id), 0) as last_change_id
     from recorded
 ),
 
@@ -78,15 +76,12 @@ history_changes as (
     where exited_at is not null
 ),
 
--- Changes not in the feed yet: detected since the last issued one (a build whose feed failed is
--- caught up by the next), less those already recorded.
+-- Changes not in the feed yet (a build whose feed failed is caught up by the next).
 new_changes as (
     select history_changes.*
     from history_changes
-    cross join issued
     where
-        history_changes.detected_at >= issued.last_detected_at
-        and not exists (
+        not exists (
             select 1 from recorded
             where
                 recorded.segment = history_changes.segment

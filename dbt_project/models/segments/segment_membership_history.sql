@@ -65,19 +65,12 @@ events as (
     ),
 {% endif %}
 
--- History only moves forward: a build whose as_of is not after the last recorded entry or exit
--- (a rebuild at the same as_of, or a reproduction of the past) records nothing.
-last_recorded as (
-    select coalesce(max(greatest(entered_at, exited_at)), '-infinity'::timestamptz) as recorded_at
-    from stays
-),
-
 open_stays as (
     select * from stays
     where exited_at is null
 ),
 
--- A re-entry's real moment must come after the previous stay ended.
+-- When the pair's previous stay ended: a re-entry's real moment comes after it.
 last_exits as (
     select
         segment,
@@ -87,13 +80,18 @@ last_exits as (
     group by segment, stripe_customer_id
 ),
 
--- Members now without an open stay: they entered.
+-- Members now without an open stay: they entered. A change is recorded at as_of, unless as_of is
+-- not after the pair's last recorded time (a rebuild at the same as_of after the data changed, or
+-- an as_of in the past): then one microsecond after it, so a pair's stays never overlap and each
+-- of its changes has a time of its own.
 entries as (
     select
         memberships.segment,
         memberships.stripe_customer_id,
         'entered' as change,  -- noqa: RF04
-        {{ as_of() }} as entered_at,
+        greatest(
+            {{ as_of() }}, last_exits.exited_at + interval '1 microsecond'
+        ) as entered_at,
         null::timestamptz as exited_at,
         last_exits.exited_at as known_since
     from memberships
@@ -116,7 +114,9 @@ exits as (
         open_stays.stripe_customer_id,
         'exited' as change,  -- noqa: RF04
         open_stays.entered_at,
-        {{ as_of() }} as exited_at,
+        greatest(
+            {{ as_of() }}, open_stays.entered_at + interval '1 microsecond'
+        ) as exited_at,
         open_stays.entered_at as known_since
     from open_stays
     left join memberships
@@ -227,8 +227,6 @@ final as (
         -- bookkeeping: the mode of the key that recorded the stay
         ({{ in_key_mode('true') }}) as livemode
     from moments
-    cross join last_recorded
-    where {{ as_of() }} > last_recorded.recorded_at
 )
 
 select * from final
