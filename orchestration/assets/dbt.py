@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import psycopg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from psycopg import sql
 from pydantic import Field
 
 from orchestration.resources import (
@@ -112,34 +114,37 @@ def current_livemode(database_url: str) -> bool:
 
 
 def table_facts(database_url: str, schema: str, table: str) -> dict[str, dg.MetadataValue]:
-    """Row count and a Markdown preview of the first members, for a table the build wrote."""
-    import pandas as pd
-    import sqlalchemy as sa
-
-    from orchestration.warehouse import build_url, parse_database_url
-
-    url = build_url(parse_database_url(database_url), scheme="postgresql+psycopg")
-    engine = sa.create_engine(url)
-    relation = f'"{schema}"."{table}"'
-    try:
-        with engine.connect() as conn:
-            count = conn.execute(sa.text(f"select count(*) from {relation}")).scalar_one()  # noqa: S608
-            order = "segment, stripe_customer_id" if table == "segment_memberships" else "1"
-            frame = pd.read_sql(
-                sa.text(f"select * from {relation} order by {order} limit {PREVIEW_ROWS}"),  # noqa: S608
-                conn,
-            )
-    finally:
-        engine.dispose()
-    facts: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(int(count))}
-    if schema == SEGMENTS_GROUP:
-        columns = [c for c in PREVIEW_COLUMNS if c in frame.columns] or list(frame.columns)[:6]
-        preview = frame[columns].to_markdown(index=False) if len(frame) else "*no members*"
-        facts["members"] = dg.MetadataValue.int(int(count))
-        facts["preview"] = dg.MetadataValue.md(preview)
+    """Row count and, for a segment, its first members as a table the asset's page shows."""
+    relation = sql.Identifier(schema, table)
+    with psycopg.connect(database_url) as conn:
+        count = conn.execute(sql.SQL("select count(*) from {}").format(relation)).fetchone()[0]
+        facts: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(count)}
+        if schema == SEGMENTS_GROUP:
+            facts["members"] = dg.MetadataValue.int(count)
+            facts["preview"] = _preview(conn, relation, table)
     if (schema, table) == ("stripe", "customer_fields"):
-        facts["customers_in_sync"] = dg.MetadataValue.int(int(count))
+        facts["customers_in_sync"] = dg.MetadataValue.int(count)
     return facts
+
+
+def _preview(conn: psycopg.Connection, relation: sql.Identifier, table: str) -> dg.MetadataValue:
+    """The first members, in the columns that recognise one at a glance, as text cells."""
+    order = "segment, stripe_customer_id" if table == "segment_memberships" else "1"
+    cursor = conn.execute(
+        sql.SQL("select * from {} order by {} limit {}").format(
+            relation, sql.SQL(order), sql.Literal(PREVIEW_ROWS)
+        )
+    )
+    names = [column.name for column in cursor.description or []]
+    shown = [n for n in PREVIEW_COLUMNS if n in names] or names[:6]
+    records = [
+        dg.TableRecord(
+            {n: "" if row[names.index(n)] is None else str(row[names.index(n)]) for n in shown}
+        )
+        for row in cursor.fetchall()
+    ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in shown])
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def observe_activity_events(database_url: str) -> dg.AssetObservation | None:

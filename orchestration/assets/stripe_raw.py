@@ -129,11 +129,11 @@ def webhook_log_upkeep(warehouse: WarehouseResource, *, prune: bool) -> dict[str
 def table_metadata(result: Any, table: str) -> dict[str, dg.MetadataValue]:
     """The figures of one table's materialization, typed so the UI plots them."""
     totals = {
-        "objects_per_second": dg.MetadataValue.float(float(result.objects_per_second)),
+        "objects_per_second": dg.MetadataValue.float(round(float(result.objects_per_second), 1)),
         "requests": dg.MetadataValue.int(int(result.requests)),
         "retries": dg.MetadataValue.int(int(result.retries)),
         "rate_limited_429s": dg.MetadataValue.int(int(result.rate_limited)),
-        "cursor_lag_seconds": dg.MetadataValue.float(float(result.lag_seconds or 0.0)),
+        "cursor_lag_seconds": dg.MetadataValue.float(round(float(result.lag_seconds or 0.0), 1)),
         "sync_seconds": dg.MetadataValue.float(round(float(result.seconds), 3)),
         "sync_kind": dg.MetadataValue.text(str(result.kind)),
         "sync_mode": dg.MetadataValue.text(str(result.mode)),

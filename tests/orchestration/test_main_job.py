@@ -82,9 +82,10 @@ def test_main_job_runs_on_the_instance_and_records_metadata_and_checks(
 
         segment = _latest_metadata(instance, "stripe_segments/syncing_with_stripe")
         assert segment["dagster/row_count"].value == _live_customers(emulator)
-        preview = segment["preview"].value
-        assert preview.count("\n") == 11, "header, rule and the first 10 members"
-        assert "stripe_customer_id" in preview
+        preview = segment["preview"].value  # a table the asset's page shows inline
+        assert len(preview.records) == 10, "the first 10 members"
+        assert "stripe_customer_id" in [column.name for column in preview.schema.columns]
+        assert preview.records[0].data["stripe_customer_id"].startswith("cus_")
 
         checks = {(c.asset, c.name): c for c in outcome.checks}
         assert checks[("stripe_raw/customers", "sync_is_recent")].passed
