@@ -8,6 +8,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from orchestration.emulator.account import Account, KeyInfo
@@ -218,7 +219,10 @@ class Api:
             await _reset(send)
             return
         request_id = "req_" + secrets.token_hex(7)
-        extra = {"request-id": request_id}
+        extra = {
+            "request-id": request_id,
+            "date": formatdate(emu.now() - emu.date_lag, usegmt=True),
+        }
         try:
             if fault is not None:
                 emu.stats_counters.fault(fault)

@@ -388,14 +388,15 @@ class Generator:
             self.recent(ended, "customer.subscription.deleted", "subscriptions", sub)
 
     def new_discount(self, currency: str, start: int) -> dict[str, Any]:
-        """A discount from a coupon that fits the currency (amount-off coupons have one)."""
-        coupon = self.rng.choice(
-            [
-                c
-                for c in self.acc.catalog.coupons.values()
-                if c["livemode"] == self.live and c["currency"] in (None, currency)
-            ]
-        )
+        """A discount from a coupon that fits the currency (amount-off coupons have one); a
+        currency with coupons of its own uses them half the time (a yen coupon for yen prices)."""
+        fitting = [
+            c
+            for c in self.acc.catalog.coupons.values()
+            if c["livemode"] == self.live and c["currency"] in (None, currency)
+        ]
+        own = [c for c in fitting if c["currency"] == currency and currency != "usd"]
+        coupon = self.rng.choice(own if own and self.rng.random() < 0.5 else fitting)
         months = coupon["duration_in_months"]
         return {
             "id": self.acc.new_id("di_", 14),

@@ -67,6 +67,10 @@ class Emulator:
     ) -> None:
         self.seed = seed
         self.clock = Clock(now)
+        # Stripe's Date header and its events' `created` come from one clock: the Date header
+        # follows the simulated clock, to the second, trailing it by `date_lag` seconds (a
+        # server's cached Date can lag; tests set it to make that worse).
+        self.date_lag = 0
         self.latency_ms = latency_ms
         self.default_version = api_version or CURRENT_VERSION
         self.limits = Limits(
@@ -335,6 +339,7 @@ class Emulator:
             access_log=False,
             lifespan="on",
             timeout_keep_alive=30,
+            date_header=False,  # ours follows the simulated clock (see date_lag)
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="emulator-http", daemon=True)

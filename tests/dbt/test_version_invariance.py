@@ -20,7 +20,7 @@ from orchestration.api_versions import PINNED_VERSION
 from orchestration.emulator import Emulator, start_emulator
 from orchestration.extract import sync_stripe
 from orchestration.extract.client import StripeApi
-from orchestration.extract.events import apply_events
+from orchestration.extract.events import apply_events, read_events
 from orchestration.extract.objects import EVENTS_PERMISSION, OBJECTS
 from orchestration.transform import build
 from orchestration.warehouse import with_database
@@ -49,13 +49,23 @@ def _sync_and_build(
     """Backfill at the version, then changes by the events API and by webhook-style delivery."""
     key = key or emu.test_key
     sync_stripe(database_url, key, api_base=emu.url, max_rps=1000, api_version=version)
+    # Time passes between the syncs and the changes, as on Stripe (the clock is fixed otherwise).
+    emu.advance_clock(10)
     emu.tick(steps=40)
+    emu.advance_clock(10)
     sync_stripe(database_url, key, api_base=emu.url, max_rps=1000, api_version=version)
+    with psycopg.connect(database_url) as conn:
+        cursor = conn.execute(
+            "select cursor from stripe_raw.sync_state where object = 'events' and not livemode"
+        ).fetchone()[0]
+    emu.advance_clock(10)
     emu.tick(steps=20)
+    emu.advance_clock(10)
     client = StripeApi(key, emu.url, max_rps=1000, api_version=version)
-    events = client.get("/v1/events", limit=100).data["data"]
+    events = [e for page, _, _ in read_events(client, cursor, None) for e in page]
+    assert events, "the ticks made no event to deliver"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        for event in reversed(events):  # one delivery each, oldest first
+        for event in events:  # one delivery each, oldest first, as webhooks bring them
             apply_events(conn, client, [event])
     build(database_url, as_of=AS_OF, livemode=False, target_path=target)
     return {
@@ -73,7 +83,7 @@ def _build_at(
     """The account's tables synced at a version, with a full key or a restricted one."""
     name = _create_database(server_url, "stripe_sync_test")
     try:
-        with start_emulator(customers=160, seed=41, now=NOW, api_version=version) as emu:
+        with start_emulator(customers=160, seed=42, now=NOW, api_version=version) as emu:
             key = emu.restricted_key(permissions) if permissions is not None else None
             return _sync_and_build(emu, with_database(server_url, name), version, target, key)
     finally:
@@ -92,14 +102,21 @@ def tables_by_version(
 
 
 def test_the_account_covers_what_versions_change(tables_by_version: dict) -> None:
-    """Discounts of every kind, a customer-level one, and more than 10 items are in the data."""
-    with start_emulator(customers=160, seed=41, now=NOW) as emu:
+    """Coupons of every kind on revenue-earning subscriptions (once, repeating, forever; percent
+    and amount off; an amount in a zero-decimal currency), a customer-level discount, and a
+    subscription past 10 items are in the data."""
+    with start_emulator(customers=160, seed=42, now=NOW) as emu:
         subs = emu.objects("subscriptions")
         customers = emu.objects("customers")
         coupons = emu.objects("coupons")
-    discounted = [s for s in subs.values() if s["discounts"]]
-    kinds = {coupons[_coupon_of(emu, s)]["duration"] for s in discounted}
-    assert kinds >= {"once", "repeating", "forever"}
+        used = [
+            coupons[_coupon_of(emu, s)]
+            for s in subs.values()
+            if s["discounts"] and s["status"] in ("active", "past_due")
+        ]
+    assert {c["duration"] for c in used} == {"once", "repeating", "forever"}
+    assert any(c["percent_off"] for c in used) and any(c["amount_off"] for c in used)
+    assert any(c["currency"] == "jpy" for c in used), "no zero-decimal amount-off coupon"
     assert any(c.get("discount") for c in customers.values()), "no customer-level discount"
     assert any(s["items"]["total_count"] > 10 for s in subs.values()), "no sub past 10 items"
     fields = tables_by_version[PINNED_VERSION]["stripe.customer_fields"]

@@ -133,6 +133,7 @@ def test_a_refetch_stamped_by_a_lagging_date_header_still_replaces_older_state(
     emu = emulator_factory(customers=200, seed=27)
     sync_stripe(database_url, emu.test_key, api_base=emu.url, max_rps=1000)
     emu.advance_clock(3600)
+    emu.date_lag = 3600  # the Date header an hour behind the clock its events are stamped by
     emu.tick(steps=60)
     reader = StripeApi(emu.test_key, emu.url, max_rps=1000)
     events = [e for page, _, _ in read_events(reader, None, None) for e in page]
