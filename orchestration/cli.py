@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from orchestration.errors import (
-    NotYetAvailableError,
     SettingsError,
     StripeSyncError,
 )
@@ -63,14 +62,6 @@ def check_port(port: int) -> int:
     if not 1 <= port <= 65535:
         raise SettingsError(f"port {port} is out of range", "use a port from 1 to 65535")
     return port
-
-
-def engine_missing(module: str, issue: str) -> NotYetAvailableError:
-    """The error for a command whose engine has not landed yet."""
-    return NotYetAvailableError(
-        f"this command needs {module}, which is not built yet ({issue})",
-        "follow the project's issues for progress",
-    )
 
 
 @app.callback()
@@ -192,10 +183,8 @@ def emulator(
         )
     if rate_limit is not None and not rate_limit > 0:
         raise SettingsError("--rate-limit must be > 0 requests/s", "fix the option's value")
-    try:
-        from orchestration.emulator.main import serve
-    except ImportError:
-        raise engine_missing("the emulator", "issue 4") from None
+    from orchestration.emulator.main import serve
+
     limits = (
         {} if rate_limit is None else {"rate_limit_test": rate_limit, "rate_limit_live": rate_limit}
     )

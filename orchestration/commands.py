@@ -9,7 +9,7 @@ import typer
 
 from orchestration.api_versions import coupon_is_an_id
 from orchestration.environment import check_database, warehouse_url
-from orchestration.errors import NotYetAvailableError, PermissionsError, StripeKeyError
+from orchestration.errors import PermissionsError, StripeKeyError
 from orchestration.settings import Settings
 from orchestration.warehouse import describe
 
@@ -30,13 +30,6 @@ def _require_key(settings: Settings) -> str:
     return settings.api_key
 
 
-def _engine_missing(what: str, issue: str) -> NotYetAvailableError:
-    return NotYetAvailableError(
-        f"this command needs {what}, which is not built yet ({issue})",
-        "follow the project's issues for progress",
-    )
-
-
 WEBHOOKS_WRITE = "Webhook Endpoints: Write"
 COUPONS_READ = "Coupons: Read"
 
@@ -47,10 +40,8 @@ def run_check(settings: Settings) -> int:
     version = check_database(url)
     _say(OK, "database", f"{describe(url)} (PostgreSQL {version})")
     key = _require_key(settings)
-    try:
-        from orchestration.extract import check_access
-    except ImportError:
-        raise _engine_missing("the extractor", "issue 5") from None
+    from orchestration.extract import check_access
+
     report = check_access(key, settings.stripe_api_base, include_webhooks_write=True)
     mode = "live" if report.livemode else "test"
     _say(OK, "key", f"{settings.masked_key} ({mode} mode, account {report.account_id})")
@@ -84,11 +75,9 @@ def run_sync(settings: Settings, *, mode: str, reset: bool) -> None:
     key = _require_key(settings)
     url = warehouse_url(settings)
     check_database(url)
-    try:
-        from orchestration.extract import sync_stripe
-    except ImportError:
-        raise _engine_missing("the extractor", "issue 5") from None
     import sys
+
+    from orchestration.extract import sync_stripe
 
     result = sync_stripe(
         url,
@@ -122,30 +111,24 @@ def run_build(settings: Settings, *, as_of: datetime | None) -> None:
     """Runs `dbt build` (models and tests) for the current mode."""
     url = warehouse_url(settings)
     check_database(url)
-    try:
-        from orchestration.transform import build
-    except ImportError:
-        raise _engine_missing("the dbt project", "issue 6") from None
+    from orchestration.transform import build
+
     result = build(url, as_of=as_of, livemode=build_livemode(settings, url))
     typer.echo(result.summary())
 
 
 def run_main_job(settings: Settings, *, as_of: datetime | None, mode: str) -> None:
     """Runs the main job (sync, then build) as a Dagster run on the persistent instance."""
-    try:
-        from orchestration.runs import execute_main_job
-    except ImportError:
-        raise _engine_missing("the Dagster job", "issue 7") from None
+    from orchestration.runs import execute_main_job
+
     outcome = execute_main_job(settings, as_of=as_of, mode=mode)
     typer.echo(outcome.summary())
 
 
 def run_status(settings: Settings) -> int:
     """Prints sync health from the warehouse; exit 1 when the last sync failed."""
-    try:
-        from orchestration.health import read_health
-    except ImportError:
-        raise _engine_missing("sync health", "issue 5") from None
+    from orchestration.health import read_health
+
     url = warehouse_url(settings)
     check_database(url)
     health = read_health(url, livemode=build_livemode(settings, url))
@@ -155,29 +138,20 @@ def run_status(settings: Settings) -> int:
 
 def run_demo(settings: Settings, *, customers: int, verbose: bool = False) -> None:
     """The embedded default: local Postgres, local Stripe API with demo data, the main job."""
-    try:
-        from orchestration.demo import run_demo_job
-    except ImportError:
-        url = warehouse_url(settings)
-        check_database(url)
-        typer.echo(f"{OK} embedded database: {describe(url)}")
-        raise _engine_missing("the emulator and the main job", "issues 4 and 7") from None
+    from orchestration.demo import run_demo_job
+
     run_demo_job(settings, customers=customers, verbose=verbose)
 
 
 def run_webhooks_serve(settings: Settings, *, host: str, port: int) -> None:
     """Serves the webhook endpoint until interrupted."""
-    try:
-        from orchestration.webhooks.server import serve
-    except ImportError:
-        raise _engine_missing("the webhook receiver", "issue 8") from None
+    from orchestration.webhooks.server import serve
+
     serve(settings, host=host, port=port)
 
 
 def run_webhooks_register(settings: Settings, *, url: str) -> None:
     """Creates (or finds) the webhook endpoint in Stripe and prints its secret once."""
-    try:
-        from orchestration.webhooks.register import register_endpoint
-    except ImportError:
-        raise _engine_missing("webhook registration", "issue 8") from None
+    from orchestration.webhooks.register import register_endpoint
+
     register_endpoint(settings, url=url)

@@ -58,9 +58,3 @@ class StripeUnavailableError(StripeSyncError):
 
 class BuildError(StripeSyncError):
     """dbt models or tests failed."""
-
-
-class NotYetAvailableError(StripeSyncError):
-    """A command whose engine has not landed yet."""
-
-    exit_code = 2
