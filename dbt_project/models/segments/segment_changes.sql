@@ -5,13 +5,15 @@
     from the largest one issued, in a fixed order, so ids increase with every build and are never
     reused; builds of a warehouse never overlap (an advisory lock) and each build's rows commit in
     one transaction, so a reader polling "change_id > N" never sees a gap that fills later.
-    Never rebuilt (`full_refresh=false`): a rebuild would renumber changes tools already read. -#}
+    Never rebuilt (`full_refresh=false`): a rebuild would renumber changes tools already read; a
+    column added later is appended (null on older rows). The unique index on change_id makes a
+    build that would reuse an id fail instead. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         full_refresh=false,
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['change_id'], 'unique': true},
             {'columns': ['stripe_customer_id']},

@@ -8,14 +8,15 @@
 
     Never rebuilt (`full_refresh=false`): the past cannot be recomputed from the raw tables (they
     hold the present), so `--full-refresh` updates it like any build instead of dropping it.
-    delete+insert rather than merge: it runs on every Postgres the project supports (13+). -#}
+    delete+insert rather than merge: it runs on every Postgres the project supports (13+). A column
+    added later is appended (null on older rows), since the table cannot be rebuilt. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['segment', 'stripe_customer_id', 'entered_at'],
         full_refresh=false,
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         indexes=[
             {'columns': ['segment', 'stripe_customer_id', 'entered_at'], 'unique': true},
             {'columns': ['stripe_customer_id']},
