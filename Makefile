@@ -47,7 +47,7 @@ fmt: setup ## Format and fix: ruff, sqlfluff
 ui: setup ## The Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 	$(BIN)/python -m orchestration.ui
 
-dev: ui ## Same as `make ui` (dagster dev with the project's workspace)
+dev: ui ## Same as `make ui`
 
 docs: setup ## Generate dbt docs and serve them on http://127.0.0.1:8080
 	$(BIN)/python -m orchestration.docs --serve
