@@ -115,7 +115,7 @@ subscription_changes as (
     from subscription_totals
 ),
 
--- The ten activities of docs/contract.md. Decisions (doc: feed_activities): a subscription created in
+-- The contract's ten activities. Decisions (doc: feed_activities): a subscription created in
 -- `trialing` is "Trial started" (one row per event, and for a marketer the trial is the news);
 -- a trial ends when an update moves status away from `trialing` (trial_will_end only warns);
 -- "Subscription expanded" is an update whose total quantity or billed amount went up.

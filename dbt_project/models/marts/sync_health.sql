@@ -45,12 +45,13 @@ statuses as (
 -- Customers whose MRR can't apply a discount (doc: unreadable_discount) get a line of their own
 -- while there are any: the sync ran, but the key can't read coupons (Coupons: Read).
 unreadable_coupons as (
+    -- `object` and `rows` are the contract's column names.
     select
-        'coupon_terms' as object,  -- noqa: RF04 (the contract's column name)
+        'coupon_terms' as object,  -- noqa: RF04
         'failed' as status,
         null::timestamptz as last_success_at,
         null::timestamptz as cursor_at,
-        count(*)::bigint as rows,  -- noqa: RF04 (the contract's column name)
+        count(*)::bigint as rows,  -- noqa: RF04
         count(*) || ' customers have a discount whose coupon terms the key cannot read, and'
         || ' customer_mrr leaves it out: grant the key Coupons: Read' as last_error
     from customers
