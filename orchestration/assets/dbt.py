@@ -26,6 +26,8 @@ from orchestration.resources import (
 )
 
 SEGMENTS_GROUP = "stripe_segments"
+# Tables of the segments schema that are not segments: their rows are stays and changes.
+SEGMENT_HISTORY_TABLES = ("segment_membership_history", "segment_changes")
 # Groups mirror the dbt project's folders (layers): models/<folder>/… → group stripe_<folder>.
 LAYER_GROUPS = {
     "staging": "stripe_staging",
@@ -119,7 +121,7 @@ def table_facts(database_url: str, schema: str, table: str) -> dict[str, dg.Meta
     with psycopg.connect(database_url) as conn:
         count = conn.execute(sql.SQL("select count(*) from {}").format(relation)).fetchone()[0]
         facts: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(count)}
-        if schema == SEGMENTS_GROUP:
+        if schema == SEGMENTS_GROUP and table not in SEGMENT_HISTORY_TABLES:
             facts["members"] = dg.MetadataValue.int(count)
             facts["preview"] = _preview(conn, relation, table)
     if (schema, table) == ("stripe", "customer_fields"):

@@ -68,7 +68,9 @@ def _translate(exc: stripe.StripeError) -> StripeSyncError:
     )
 
 
-def find_or_create_endpoint(client: stripe.StripeClient, url: str) -> Registration:
+def find_or_create_endpoint(
+    client: stripe.StripeClient, url: str, api_version: str = API_VERSION
+) -> Registration:
     """The endpoint whose URL is `url`, created (with our event types and API version) if there
     is none. Idempotent: a second call finds the first one's endpoint."""
     try:
@@ -82,8 +84,8 @@ def find_or_create_endpoint(client: stripe.StripeClient, url: str) -> Registrati
             {
                 "url": url,
                 "enabled_events": list(CONSUMED_EVENT_TYPES),  # type: ignore[typeddict-item]
-                # Events rendered in our pinned version need no re-fetch.
-                "api_version": API_VERSION,  # type: ignore[typeddict-item]
+                # Events rendered in the version we request need no re-fetch.
+                "api_version": api_version,  # type: ignore[typeddict-item]
                 "description": DESCRIPTION,
             }
         )
@@ -104,13 +106,14 @@ def register_endpoint(settings: Settings, *, url: str) -> Registration:
     client = stripe.StripeClient(
         settings.api_key,
         base_addresses={"api": settings.stripe_api_base},
-        stripe_version=API_VERSION,
+        stripe_version=settings.stripe_api_version,
         max_network_retries=2,
     )
-    registration = find_or_create_endpoint(client, url)
+    registration = find_or_create_endpoint(client, url, settings.stripe_api_version)
     if registration.created:
         typer.echo(f"✓ webhook endpoint {registration.endpoint_id} created for {url}")
-        typer.echo(f"  events: {len(CONSUMED_EVENT_TYPES)} types, API version {API_VERSION}")
+        version = settings.stripe_api_version
+        typer.echo(f"  events: {len(CONSUMED_EVENT_TYPES)} types, API version {version}")
         typer.echo(f"  signing secret (shown once): {registration.secret}")
         typer.echo(
             f"  put it in .env as STRIPE_WEBHOOK_SECRET={registration.secret}"

@@ -59,6 +59,18 @@ def test_register_creates_the_endpoint_and_prints_its_secret_once(emulator, caps
     assert endpoint.api_version == API_VERSION
 
 
+def test_register_uses_the_configured_api_version(emulator, capsys):
+    settings = load_settings(
+        stripe_api_key=emulator.test_key,
+        stripe_api_base=emulator.url,
+        stripe_api_version="2025-03-31.basil",
+    )
+    register_endpoint(settings, url="https://hooks.example.com/stripe/basil")
+    assert "API version 2025-03-31.basil" in capsys.readouterr().out
+    [endpoint] = _endpoints(emulator)
+    assert endpoint.api_version == "2025-03-31.basil"  # its events need no re-fetch
+
+
 def test_register_is_idempotent_for_the_same_url(emulator, capsys):
     url = "https://hooks.example.com/stripe/webhook"
     first = register_endpoint(_settings(emulator), url=url)
