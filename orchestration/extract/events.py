@@ -211,7 +211,7 @@ def _touched(event: dict[str, Any]) -> list[tuple[ObjectSpec, str]]:
     return []
 
 
-def _needs_refetch(touch: Touch, api_version: str) -> bool:
+def _needs_refetch(touch: Touch, client: StripeApi) -> bool:
     """Use the event's own object only when it has our shape: same API version, same type, and
     its discounts' coupon terms inlined (event payloads never carry expansions)."""
     if touch.deleted:
@@ -219,9 +219,9 @@ def _needs_refetch(touch: Touch, api_version: str) -> bool:
     if touch.ambiguous:
         return True
     obj = touch.event["data"]["object"]
-    if touch.event.get("api_version") != api_version or obj.get("id") != touch.object_id:
+    if touch.event.get("api_version") != client.api_version or obj.get("id") != touch.object_id:
         return True
-    return touch.spec.lacks_coupon_terms(obj)
+    return touch.spec.lacks_coupon_terms(obj, client)
 
 
 def _refetch(client: StripeApi, touch: Touch) -> Response | None:
@@ -315,7 +315,7 @@ def _rows_for(
     client: StripeApi, touches: list[Touch], result: ApplyResult
 ) -> list[tuple[str, loader.ObjectRow]]:
     """The staged row of each touched object; re-fetches run concurrently."""
-    stale = [i for i, t in enumerate(touches) if _needs_refetch(t, client.api_version)]
+    stale = [i for i, t in enumerate(touches) if _needs_refetch(t, client)]
     fetched = _fetch(client, touches, stale)
     # Stamped with its event's second (below), an answer read within that second may miss a
     # later change of the same second, whose writer would then find an equal stamp and re-read

@@ -56,19 +56,20 @@ class ObjectSpec:
         # `discount` is always an object; `discounts` lists ids unless expanded.
         return ["discounts"] if self.discounts_field == "discounts" else []
 
-    def lacks_coupon_terms(self, obj: dict[str, Any]) -> bool:
-        """True when the object has a discount whose coupon is not inlined (an id, or a bare
-        discount id): a copy from an event, to re-read with `expand_for`'s expansions."""
+    def lacks_coupon_terms(self, obj: dict[str, Any], api: ExpansionContext) -> bool:
+        """True when a re-read with `expand_for`'s expansions would add to the object (a copy
+        from an event): a discount listed by id, or a coupon named by id that the key may
+        expand (without Coupons: Read the re-read would name it by id again)."""
         if self.discounts_field is None:
             return False
         value = obj.get(self.discounts_field)
         discounts = value if isinstance(value, list) else [value] if value else []
-        return any(not _has_coupon_terms(d) for d in discounts)
+        if any(not isinstance(d, dict) for d in discounts):
+            return True
+        return any(not _has_coupon_terms(d) for d in discounts) and api.coupons_readable
 
 
-def _has_coupon_terms(discount: Any) -> bool:
-    if not isinstance(discount, dict):
-        return False
+def _has_coupon_terms(discount: dict[str, Any]) -> bool:
     coupon = discount.get("coupon") or (discount.get("source") or {}).get("coupon")
     return isinstance(coupon, dict)
 
