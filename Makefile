@@ -45,12 +45,12 @@ fmt: setup ## Format and fix: ruff, sqlfluff
 	$(BIN)/sqlfluff fix dbt_project --disable-progress-bar
 
 ui: setup ## The Dagster UI (webserver + daemon) on http://127.0.0.1:3000
-	$(BIN)/python -m orchestration.ui
+	$(BIN)/python -m orchestration.cli.ui
 
 dev: ui ## Same as `make ui`
 
 docs: setup ## Generate dbt docs and serve them on http://127.0.0.1:8080
-	$(BIN)/python -m orchestration.docs --serve
+	$(BIN)/python -m orchestration.transform.docs --serve
 
 bench: setup ## Benchmarks: medians and ratios, bench/results/*.json (BENCH_ARGS=--quick: small)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
@@ -70,11 +70,11 @@ audit-secrets: setup ## Demo, bench, chaos, then no key or webhook secret in any
 		tests/test_secrets.py::test_no_secret_after_demo_bench_and_chaos
 
 ui-snapshot: setup ## Screenshots of the Dagster UI into docs/ (needs Debian's chromium)
-	$(BIN)/python -m orchestration.ui --snapshot docs
+	$(BIN)/python -m orchestration.cli.ui --snapshot docs
 
 .PHONY: ui-test
 ui-test: setup ## Real-browser smoke test of the Dagster UI on the demo instance (apt-get install -y chromium)
-	$(BIN)/python -m orchestration.ui --smoke
+	$(BIN)/python -m orchestration.cli.ui --smoke
 
 stop: ## Stop the embedded Postgres
 	$(BIN)/python -m orchestration.embedded.postgres stop

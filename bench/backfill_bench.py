@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from psycopg import sql
 
+from orchestration.core.warehouse import server_url_for_tests, with_database
 from orchestration.extract.client import StripeApi
 from orchestration.extract.objects import OBJECTS
-from orchestration.warehouse import server_url_for_tests, with_database
 from tests.helpers.secrets_scan import AUDIT_ENABLED, scan_server
 
 PAGE = 100

@@ -1,7 +1,7 @@
 """Benchmark of `dbt build` (fields, feed, segments) on N generated customers: median seconds.
 
 Generates realistic raw Stripe JSON directly in Postgres (generate_series + jsonb_build_object) in a
-scratch database, then runs orchestration.transform.build three times with a fixed as_of.
+scratch database, then runs orchestration.transform.runner.build three times with a fixed as_of.
 
     .venv/bin/python bench/dbt_bench.py              # 10k and 100k customers
     .venv/bin/python bench/dbt_bench.py --quick      # 2k customers
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: sha
 
 from backfill_bench import drop_database, print_table, table, write_results
 
-from orchestration.transform import RAW_TABLES_SQL, build
-from orchestration.warehouse import server_url_for_tests, with_database
+from orchestration.core.warehouse import server_url_for_tests, with_database
+from orchestration.transform.runner import RAW_TABLES_SQL, build
 
 AS_OF = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 

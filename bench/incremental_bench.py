@@ -40,7 +40,7 @@ from backfill_bench import (
 )
 from webhook_bench import _free_port, _wait_healthy
 
-from orchestration.transform import build
+from orchestration.transform.runner import build
 
 WEBHOOK_PATH = "/stripe/webhook"
 SERVE = """

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: sha
 
 from backfill_bench import drop_database
 
+from orchestration.core.warehouse import server_url_for_tests, with_database
 from orchestration.extract.client import API_VERSION
-from orchestration.warehouse import server_url_for_tests, with_database
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_EVENTS_PER_SECOND = 500
@@ -264,9 +264,9 @@ def _latency(emu: Any, database_url: str, ticks: int, dbt: bool) -> dict[str, An
 def _segment_latency(database_url: str, customer_id: str) -> dict[str, Any]:
     """A dbt build after the customer's raw row landed; the time until its segment row shows."""
     try:
-        from orchestration.transform import build
+        from orchestration.transform.runner import build
     except ImportError:
-        return {"skipped": "orchestration.transform is not available"}
+        return {"skipped": "orchestration.transform.runner is not available"}
     started = time.monotonic()
     try:
         result = build(database_url, as_of=None, livemode=False)

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration.warehouse import server_url_for_tests, with_database
+from orchestration.core.warehouse import server_url_for_tests, with_database
 from tests.helpers.secrets_scan import (
     AUDIT_ENABLED,
     Scan,

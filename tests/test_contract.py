@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestration.settings import PROJECT_ROOT
+from orchestration.core.settings import PROJECT_ROOT
 
 CONTRACT = PROJECT_ROOT / "docs" / "contract.md"
 
@@ -119,7 +119,7 @@ def test_raw_tables_have_the_contract_columns(database_url: str) -> None:
 def test_every_contract_command_exists() -> None:
     from typer.main import get_command
 
-    from orchestration.cli import app
+    from orchestration.cli.main import app
 
     commands = re.findall(r"`stripe-sync ([a-z]+(?: [a-z]+)?)", _section(_contract(), "## Command"))
     root = get_command(app)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.settings import PROJECT_ROOT
+from orchestration.core.settings import PROJECT_ROOT
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 SKIPPED = {".venv", ".stripe-sync", "target", "logs", "node_modules", ".git"}

@@ -20,10 +20,10 @@ import pytest
 import stripe
 from starlette.testclient import TestClient
 
+from orchestration.core.settings import PROJECT_ROOT, load_settings
+from orchestration.core.warehouse import parse_database_url, with_database
 from orchestration.extract.client import StripeApi
-from orchestration.settings import PROJECT_ROOT, load_settings
-from orchestration.transform import DEFAULT_TARGET_PATH
-from orchestration.warehouse import parse_database_url, with_database
+from orchestration.transform.runner import DEFAULT_TARGET_PATH
 from orchestration.webhooks.server import WEBHOOK_PATH, create_app
 from tests.cli.helpers import run_cli
 from tests.conftest import _create_database, _drop_database
@@ -195,7 +195,7 @@ def test_scanner_finds_an_exact_secret_and_its_body_alone() -> None:
 
 
 def _demo_keys() -> list[str]:
-    from orchestration.demo import DEMO_SEED
+    from orchestration.cli.demo import DEMO_SEED
     from orchestration.emulator import Emulator
 
     demo = Emulator(customers=1, seed=DEMO_SEED)  # its keys depend on the seed alone

@@ -55,7 +55,7 @@ def stop_embedded_server(state_dir: Path) -> bool:
 if __name__ == "__main__":
     import sys
 
-    from orchestration.settings import default_state_dir
+    from orchestration.core.settings import default_state_dir
 
     if sys.argv[1:] == ["stop"]:
         stopped = stop_embedded_server(default_state_dir())

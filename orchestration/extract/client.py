@@ -19,8 +19,8 @@ from typing import Any
 import requests
 import stripe
 
-from orchestration.api_versions import PINNED_VERSION
-from orchestration.errors import (
+from orchestration.core.api_versions import PINNED_VERSION
+from orchestration.core.errors import (
     PermissionsError,
     StripeKeyError,
     StripeSyncError,

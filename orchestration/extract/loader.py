@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from orchestration.errors import DatabaseError, SyncBusyError
+from orchestration.core.errors import DatabaseError, SyncBusyError
 
 SQL_DIR = Path(__file__).parent / "sql"
 # Any fixed number works; it names "the Stripe sync" among the database's advisory locks.

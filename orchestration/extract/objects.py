@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from orchestration.api_versions import coupon_is_an_id
+from orchestration.core.api_versions import coupon_is_an_id
 
 
 class ExpansionContext(Protocol):

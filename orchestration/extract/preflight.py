@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from orchestration.errors import PermissionsError
+from orchestration.core.errors import PermissionsError
 from orchestration.extract.client import StripeApi
 from orchestration.extract.objects import (
     COUPONS_PERMISSION,

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from orchestration.errors import (
+from orchestration.core.errors import (
     DatabaseError,
     SettingsError,
     StateMismatchError,

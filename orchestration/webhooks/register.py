@@ -8,16 +8,16 @@ from urllib.parse import urlsplit
 import stripe
 import typer
 
-from orchestration.errors import (
+from orchestration.core.errors import (
     PermissionsError,
     SettingsError,
     StripeKeyError,
     StripeSyncError,
     StripeUnavailableError,
 )
+from orchestration.core.settings import Settings
 from orchestration.extract.client import API_VERSION, sanitize
 from orchestration.extract.objects import WEBHOOKS_WRITE_PERMISSION
-from orchestration.settings import Settings
 from orchestration.webhooks.event_types import CONSUMED_EVENT_TYPES
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}

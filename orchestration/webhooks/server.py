@@ -33,9 +33,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from orchestration.errors import SettingsError, StripeKeyError
+from orchestration.core.errors import SettingsError, StripeKeyError
+from orchestration.core.settings import Settings
 from orchestration.extract.client import StripeApi, sanitize
-from orchestration.settings import Settings
 from orchestration.webhooks.store import (
     PERMANENT,
     UNAVAILABLE,
@@ -483,7 +483,7 @@ def server_config(
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
     """Runs the endpoint with uvicorn until interrupted."""
-    from orchestration.environment import check_database, warehouse_url
+    from orchestration.embedded.environment import check_database, warehouse_url
 
     secrets = settings.webhook_secrets
     if not secrets:

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from orchestration.errors import StripeKeyError, StripeSyncError, StripeUnavailableError
+from orchestration.core.errors import StripeKeyError, StripeSyncError, StripeUnavailableError
 from orchestration.extract import loader
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.extract.events import apply_events

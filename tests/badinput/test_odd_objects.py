@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestration.core.warehouse import with_database
 from orchestration.emulator import start_emulator
 from orchestration.extract import sync_stripe
 from orchestration.extract.client import API_VERSION, StripeApi
 from orchestration.extract.events import apply_events
-from orchestration.transform import build
-from orchestration.warehouse import with_database
+from orchestration.transform.runner import build
 from tests.conftest import _create_database, _drop_database
 
 FULL = os.environ.get("STRIPE_SYNC_CHAOS_FULL") == "1"

@@ -21,7 +21,7 @@ from tests.helpers.sync_process import raw_row_count
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     return subprocess.Popen(
-        [sys.executable, "-c", "from orchestration.cli import main; main()", *args],
+        [sys.executable, "-c", "from orchestration.cli.main import main; main()", *args],
         env={**base, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

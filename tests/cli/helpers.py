@@ -39,7 +39,7 @@ def run_cli(
     base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     base["STRIPE_SYNC_HOME"] = str(ISOLATED_HOME)
     done = subprocess.run(
-        [sys.executable, "-c", "from orchestration.cli import main; main()", *args],
+        [sys.executable, "-c", "from orchestration.cli.main import main; main()", *args],
         env={**base, **(env or {})},
         cwd=cwd,
         capture_output=True,

@@ -69,7 +69,7 @@ def test_wrong_password_says_check_the_password(password_server: str) -> None:
 
 
 def test_unknown_database_says_create_it(server_url: str) -> None:
-    from orchestration.warehouse import with_database
+    from orchestration.core.warehouse import with_database
 
     url = with_database(server_url, "no_such_database_here")
     _assert_one_line_error(run_cli("check", env={"DATABASE_URL": url}), "does not exist")

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestration.settings import PROJECT_ROOT
+from orchestration.core.settings import PROJECT_ROOT
 from tests.cli.helpers import Completed, run_cli
 
 DEMO_CUSTOMERS = "300"

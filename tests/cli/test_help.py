@@ -7,7 +7,7 @@ import itertools
 import pytest
 from typer.main import get_command
 
-from orchestration.cli import app
+from orchestration.cli.main import app
 from tests.cli.helpers import run_cli
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.errors import SettingsError
-from orchestration.settings import Settings, load_settings, mask_secret
+from orchestration.core.errors import SettingsError
+from orchestration.core.settings import Settings, load_settings, mask_secret
 
 TEST_KEY = "sk_test_51AbCdEfGhIjKlMnOpQrStUvWxYz0123"
 LIVE_KEY = "rk_live_51ZyXwVuTsRqPoNmLkJiHgFeDcBa9876"

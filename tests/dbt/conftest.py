@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from dbt_raw_dataset import AS_OF, insert_raw_dataset
 
-from orchestration.transform import RAW_TABLES_SQL, BuildResult, build
-from orchestration.warehouse import with_database
+from orchestration.core.warehouse import with_database
+from orchestration.transform.runner import RAW_TABLES_SQL, BuildResult, build
 from tests.conftest import _create_database, _drop_database
 
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import create_raw_tables, fetch_dicts
 from dbt_raw_dataset import AS_OF, EXPECTED_CUSTOMER_FIELDS, EXPECTED_FEED, insert_raw_dataset
 
-from orchestration.errors import BuildError
-from orchestration.transform import build, dbt_vars
+from orchestration.core.errors import BuildError
+from orchestration.transform.runner import build, dbt_vars
 
 CONTRACT_TABLES = [
     "stripe.customer_fields",

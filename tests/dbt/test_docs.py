@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import fetch_dicts
 
-from orchestration.transform import BuildResult, parse
+from orchestration.transform.runner import BuildResult, parse
 
 # CONTRACT.md's "Encharge field" for columns that name one field each.
 DISPLAY_NAMES = {
@@ -122,7 +122,7 @@ def test_make_docs_writes_a_catalog_and_a_log_without_colour_codes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from orchestration.docs import main
+    from orchestration.transform.docs import main
 
     url, _ = built_warehouse
     monkeypatch.setenv("DATABASE_URL", url)

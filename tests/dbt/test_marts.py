@@ -12,7 +12,7 @@ from dbt_raw_dataset import (
     EXPECTED_SYNC_HEALTH,
 )
 
-from orchestration.transform import BuildResult
+from orchestration.transform.runner import BuildResult
 
 Warehouse = tuple[str, BuildResult]
 

@@ -31,9 +31,9 @@ import pytest
 from conftest import create_raw_tables, fetch_dicts
 from dbt_raw_dataset import NEW_API, PRICE_PRO, PRODUCTS, customer, epoch, event, item, subscription
 
-from orchestration.settings import PROJECT_ROOT
-from orchestration.transform import build
-from orchestration.warehouse import with_database
+from orchestration.core.settings import PROJECT_ROOT
+from orchestration.core.warehouse import with_database
+from orchestration.transform.runner import build
 from tests.conftest import _create_database, _drop_database
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)

@@ -16,14 +16,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestration.api_versions import PINNED_VERSION
+from orchestration.core.api_versions import PINNED_VERSION
+from orchestration.core.warehouse import with_database
 from orchestration.emulator import Emulator, start_emulator
 from orchestration.extract import sync_stripe
 from orchestration.extract.client import StripeApi
 from orchestration.extract.events import apply_events, read_events
 from orchestration.extract.objects import EVENTS_PERMISSION, OBJECTS
-from orchestration.transform import build
-from orchestration.warehouse import with_database
+from orchestration.transform.runner import build
 from tests.conftest import _create_database, _drop_database
 from tests.dbt.conftest import fetch_dicts
 

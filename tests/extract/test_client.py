@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestration.errors import StripeUnavailableError
+from orchestration.core.errors import StripeUnavailableError
 from orchestration.extract.client import UNREACHED_ATTEMPTS, StripeApi
 from tests.extract.races import change_customer
 from tests.extract.stripe_proxy import StripeProxy

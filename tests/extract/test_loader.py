@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from orchestration.errors import SyncBusyError
+from orchestration.core.errors import SyncBusyError
 from orchestration.extract import loader
 from orchestration.extract.backfill import Intervals, _slice_bounds
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from orchestration.errors import (
+from orchestration.core.errors import (
     PermissionsError,
     StateMismatchError,
     StripeKeyError,

@@ -9,7 +9,7 @@ import threading
 import psycopg
 import pytest
 
-from orchestration.errors import SyncBusyError
+from orchestration.core.errors import SyncBusyError
 from orchestration.extract import sync_stripe
 from orchestration.extract.loader import SYNC_LOCK_KEY
 from tests.extract.races import Writer

@@ -8,9 +8,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from orchestration.environment import prepare_dagster_home
-from orchestration.settings import load_settings
-from orchestration.warehouse import parse_database_url, with_database
+from orchestration.core.settings import load_settings
+from orchestration.core.warehouse import parse_database_url, with_database
+from orchestration.embedded.environment import prepare_dagster_home
 
 
 @dg.op

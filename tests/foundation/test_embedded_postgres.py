@@ -8,18 +8,18 @@ from pathlib import Path
 
 import psycopg
 
+from orchestration.core.warehouse import with_database
 from orchestration.embedded.postgres import (
     embedded_server_url,
     start_embedded_server,
     stop_embedded_server,
 )
-from orchestration.warehouse import with_database
 
 START_AND_WRITE = """
 import sys
 from pathlib import Path
 import psycopg
-from orchestration.environment import ensure_database
+from orchestration.embedded.environment import ensure_database
 from orchestration.embedded.postgres import embedded_server_url
 url = ensure_database(embedded_server_url(Path(sys.argv[1])), "shared")
 with psycopg.connect(url) as conn:

@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from orchestration.settings import mask_secret
-from orchestration.warehouse import parse_database_url, with_database
+from orchestration.core.settings import mask_secret
+from orchestration.core.warehouse import parse_database_url, with_database
 
 # What a secret looks like: secret and restricted keys (the shapes Settings accepts) and webhook
 # signing secrets. Publishable keys (pk_) are public by design. At least eight characters after

@@ -9,8 +9,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from orchestration.assets.stripe_raw import raw_key
-from orchestration.checks import (
+from orchestration.core.settings import PROJECT_ROOT
+from orchestration.defs.assets.stripe_raw import raw_key
+from orchestration.defs.checks import (
     CUSTOMER_COUNT_NOT_EVALUATED,
     customer_count_result,
     mode_result,
@@ -19,8 +20,7 @@ from orchestration.checks import (
     read_sync_lags,
     sync_lag_result,
 )
-from orchestration.resources import WarehouseResource
-from orchestration.settings import PROJECT_ROOT
+from orchestration.defs.resources import WarehouseResource
 
 HOUR = 3600.0
 RAW_DDL = PROJECT_ROOT / "orchestration" / "extract" / "sql" / "create_raw_tables.sql"

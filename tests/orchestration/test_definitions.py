@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from orchestration.definitions import defs
+from orchestration.defs.definitions import defs
 
 SEGMENTS = (
     "syncing_with_stripe",
@@ -145,8 +145,8 @@ def test_checks_cover_freshness_parity_modes_and_dbt_tests(graph: dg.AssetGraph)
 def test_every_singular_test_is_a_check_of_the_model_its_name_names(graph: dg.AssetGraph) -> None:
     # assert_<model>__<rule> (STYLE.md): a singular test reading several models is still a check
     # of <model>, not an observation logged with a warning on every build.
-    from orchestration.assets.dbt import manifest_with_checked_models
-    from orchestration.resources import dbt_project
+    from orchestration.defs.assets.dbt import manifest_with_checked_models
+    from orchestration.defs.resources import dbt_project
 
     manifest = manifest_with_checked_models(dbt_project.manifest_path)
     singular = {

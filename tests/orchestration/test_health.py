@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from orchestration.health import read_health
-from orchestration.settings import PROJECT_ROOT
+from orchestration.cli.status import read_health
+from orchestration.core.settings import PROJECT_ROOT
 
 RAW_DDL = PROJECT_ROOT / "orchestration" / "extract" / "sql" / "create_raw_tables.sql"
 

@@ -11,8 +11,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from orchestration.runs import RunOutcome, execute_main_job
-from orchestration.settings import load_settings
+from orchestration.cli.runs import RunOutcome, execute_main_job
+from orchestration.core.settings import load_settings
 
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # Variables execute_main_job exports; registered with monkeypatch so each test restores them.

@@ -9,9 +9,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from orchestration.definitions import defs
-from orchestration.resources import WarehouseResource
-from orchestration.sensors import webhook_build_sensor
+from orchestration.defs.definitions import defs
+from orchestration.defs.resources import WarehouseResource
+from orchestration.defs.sensors import webhook_build_sensor
 from orchestration.webhooks.store import ensure_webhook_tables
 
 

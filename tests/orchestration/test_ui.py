@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.settings import load_settings
-from orchestration.ui import (
+from orchestration.cli.ui import (
     free_port,
     page_problems,
     prepare,
@@ -17,6 +16,7 @@ from orchestration.ui import (
     stop_all,
     wait_until_loaded,
 )
+from orchestration.core.settings import load_settings
 
 # Variables prepare() exports; registered with monkeypatch so each test restores them.
 EXPORTED = (

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from orchestration.errors import StripeUnavailableError
+from orchestration.core.errors import StripeUnavailableError
 from orchestration.extract.client import StripeApi
 from orchestration.webhooks.health import read_webhook_health, render_webhook_health
 from orchestration.webhooks.server import create_app

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from orchestration.warehouse import parse_database_url, with_database
+from orchestration.core.warehouse import parse_database_url, with_database
 from orchestration.webhooks.server import HEALTH_PATH, create_app
 from tests.webhooks.conftest import ENDPOINT_WHSEC, RunningServer, customer_event, post, rows
 

@@ -7,10 +7,10 @@ import dagster as dg
 import psycopg
 import pytest
 
-from orchestration.assets.stripe_raw import stripe_raw_tables
-from orchestration.errors import SettingsError
-from orchestration.resources import StripeResource, WarehouseResource
-from orchestration.settings import load_settings
+from orchestration.core.errors import SettingsError
+from orchestration.core.settings import load_settings
+from orchestration.defs.assets.stripe_raw import stripe_raw_tables
+from orchestration.defs.resources import StripeResource, WarehouseResource
 from orchestration.webhooks.store import ensure_webhook_tables, prune_deliveries
 from tests.webhooks.conftest import rows
 

@@ -12,12 +12,12 @@ import pytest
 import stripe
 from stripe.params import _webhook_endpoint_create_params as create_params
 
-from orchestration.errors import PermissionsError, SettingsError
+from orchestration.core.errors import PermissionsError, SettingsError
+from orchestration.core.settings import load_settings
 from orchestration.extract import sync_stripe
 from orchestration.extract.client import API_VERSION, StripeApi
 from orchestration.extract.events import newest_event, poll_heads, read_events
 from orchestration.extract.objects import BY_STRIPE_OBJECT
-from orchestration.settings import load_settings
 from orchestration.webhooks.event_types import CONSUMED_EVENT_TYPES, EVENT_TYPES_BY_OBJECT
 from orchestration.webhooks.register import check_endpoint_url, register_endpoint
 from orchestration.webhooks.server import create_app

@@ -12,8 +12,8 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.assets.stripe_raw import OBJECT_TABLES, raw_key
-from orchestration.resources import WarehouseResource
+from orchestration.defs.assets.stripe_raw import OBJECT_TABLES, raw_key
+from orchestration.defs.resources import WarehouseResource
 
 HOUR = 3600.0
 
@@ -190,7 +190,7 @@ def latest_reconcile_counts(
 
 
 def _livemode(warehouse: WarehouseResource) -> bool:
-    from orchestration.assets.dbt import current_livemode
+    from orchestration.defs.assets.dbt import current_livemode
 
     return current_livemode(warehouse.url())
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from orchestration.resources import StripeResource, WarehouseResource
+from orchestration.defs.resources import StripeResource, WarehouseResource
 
 GROUP = "stripe_raw"
 OWNERS = ["team:data-platform"]
@@ -114,7 +114,7 @@ def webhook_log_upkeep(warehouse: WarehouseResource, *, prune: bool) -> dict[str
     """Webhook figures for the events asset: verified events that failed to apply in the last
     day and, on the daily reconcile (`prune`), delivery-log rows deleted past
     WEBHOOK_DELIVERIES_RETENTION_DAYS."""
-    from orchestration.settings import load_settings
+    from orchestration.core.settings import load_settings
     from orchestration.webhooks.health import read_webhook_health
     from orchestration.webhooks.store import prune_deliveries
 

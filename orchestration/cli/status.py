@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from orchestration.warehouse import parse_database_url, with_database
+from orchestration.core.warehouse import parse_database_url, with_database
 from orchestration.webhooks.health import read_webhook_health, render_webhook_health
 
 # What the table's numbers count, printed under it: an events row count of 0 after a first

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.assets.dbt import stripe_dbt_models
-from orchestration.assets.stripe_raw import stripe_raw_tables
+from orchestration.defs.assets.dbt import stripe_dbt_models
+from orchestration.defs.assets.stripe_raw import stripe_raw_tables
 
 SERIAL_TAG = "stripe_sync/serial"
 SERIAL_TAGS = {SERIAL_TAG: "warehouse"}

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunspl
 
 import psycopg
 
-from orchestration.errors import DatabaseError
+from orchestration.core.errors import DatabaseError
 
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -109,7 +109,7 @@ def server_url_for_tests(url: str | None) -> str:
         with psycopg.connect(LOCAL_SERVER_URL, connect_timeout=3):
             return LOCAL_SERVER_URL
     except psycopg.OperationalError:
+        from orchestration.core.settings import default_state_dir
         from orchestration.embedded.postgres import embedded_server_url
-        from orchestration.settings import default_state_dir
 
         return embedded_server_url(default_state_dir() / "test-postgres")

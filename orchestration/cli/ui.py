@@ -1,4 +1,4 @@
-"""`python -m orchestration.ui`: the Dagster UI (webserver + daemon) on the project's instance.
+"""`python -m orchestration.cli.ui`: the Dagster UI (webserver + daemon) on the project's instance.
 
 Prepares what Dagster needs (settings, the warehouse, DAGSTER_HOME on Postgres, the dbt
 manifest), then runs the webserver and the daemon on workspace.yaml. Without STRIPE_API_KEY it
@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from orchestration.settings import PROJECT_ROOT, Settings, load_settings
+from orchestration.core.settings import PROJECT_ROOT, Settings, load_settings
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -46,7 +46,7 @@ def demo_stripe(settings: Settings) -> Iterator[Settings]:
     if settings.api_key:
         yield settings
         return
-    from orchestration.demo import demo_emulator
+    from orchestration.cli.demo import demo_emulator
 
     with demo_emulator(settings) as emu:
         _say(f"no STRIPE_API_KEY: serving the local Stripe emulator at {emu.url} (demo data)")
@@ -55,9 +55,13 @@ def demo_stripe(settings: Settings) -> Iterator[Settings]:
 
 def prepare(settings: Settings) -> Path:
     """Warehouse, DAGSTER_HOME and its Postgres storage, the environment of runs, the manifest."""
-    from orchestration.environment import check_database, prepare_dagster_home, warehouse_url
-    from orchestration.resources import ensure_manifest
-    from orchestration.runs import export_run_environment
+    from orchestration.cli.runs import export_run_environment
+    from orchestration.defs.resources import ensure_manifest
+    from orchestration.embedded.environment import (
+        check_database,
+        prepare_dagster_home,
+        warehouse_url,
+    )
 
     warehouse = warehouse_url(settings)
     check_database(warehouse)
@@ -202,7 +206,7 @@ def snapshot(settings: Settings, out_dir: Path) -> int:
             " nothing was started"
         )
         return 0
-    from orchestration.runs import execute_main_job
+    from orchestration.cli.runs import execute_main_job
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with demo_stripe(settings) as run_settings:
@@ -320,7 +324,7 @@ def smoke(settings: Settings) -> int:
             " `apt-get install -y chromium` (Debian/Ubuntu)"
         )
         return 0
-    from orchestration.runs import execute_main_job
+    from orchestration.cli.runs import execute_main_job
 
     problems: list[str] = []
     with demo_stripe(settings) as run_settings:
@@ -372,12 +376,12 @@ def serve(settings: Settings, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.ui", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m orchestration.cli.ui", description=__doc__)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--snapshot", metavar="DIR", type=Path, help="write screenshots to DIR")
     parser.add_argument("--smoke", action="store_true", help="open the main pages in a browser")
     args = parser.parse_args(argv)
-    from orchestration.errors import StripeSyncError
+    from orchestration.core.errors import StripeSyncError
 
     try:
         settings = load_settings()

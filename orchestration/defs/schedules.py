@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from orchestration.jobs import stripe_reconcile_job, stripe_sync_job
+from orchestration.defs.jobs import stripe_reconcile_job, stripe_sync_job
 
 SYNC_CRON = os.environ.get("STRIPE_SYNC_SCHEDULE_CRON", "*/15 * * * *")  # every 15 minutes
 RECONCILE_CRON = os.environ.get("STRIPE_SYNC_RECONCILE_CRON", "30 3 * * *")  # daily at 03:30

@@ -6,8 +6,8 @@ from datetime import datetime
 import dagster as dg
 import psycopg
 
-from orchestration.jobs import stripe_build_job
-from orchestration.resources import WarehouseResource
+from orchestration.defs.jobs import stripe_build_job
+from orchestration.defs.resources import WarehouseResource
 
 # Runs in these states mean "a build is already on its way": a new one would only queue up.
 PENDING_STATUSES = [

@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from orchestration.errors import DatabaseError
-from orchestration.settings import PROJECT_ROOT, Settings
-from orchestration.warehouse import describe, parse_database_url, sqlalchemy_url, with_database
+from orchestration.core.errors import DatabaseError
+from orchestration.core.settings import PROJECT_ROOT, Settings
+from orchestration.core.warehouse import describe, parse_database_url, sqlalchemy_url, with_database
 
 EMBEDDED_WAREHOUSE_DB = "stripe_sync"
 CONNECT_TIMEOUT = 5

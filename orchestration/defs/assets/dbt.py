@@ -18,7 +18,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from psycopg import sql
 from pydantic import Field
 
-from orchestration.resources import (
+from orchestration.defs.resources import (
     WarehouseResource,
     dbt_environment,
     dbt_project,
@@ -101,16 +101,16 @@ class BuildConfig(dg.Config):
 
 def build_vars(as_of: str, livemode: bool) -> str:
     """dbt --vars for a build: as_of normalised to UTC ISO-8601, and the mode to show."""
-    from orchestration.cli import parse_as_of
-    from orchestration.transform import dbt_vars
+    from orchestration.cli.main import parse_as_of
+    from orchestration.transform.runner import dbt_vars
 
     return dbt_vars(as_of=parse_as_of(as_of or None), livemode=livemode)
 
 
 def current_livemode(database_url: str) -> bool:
     """The key's mode; without a key, that of the latest sync (as `stripe-sync build` does)."""
-    from orchestration.commands import build_livemode
-    from orchestration.settings import load_settings
+    from orchestration.cli.commands import build_livemode
+    from orchestration.core.settings import load_settings
 
     return build_livemode(load_settings(), database_url)
 
@@ -206,7 +206,7 @@ def stripe_dbt_models(
 
     One build of a warehouse at a time: the same advisory lock as `stripe-sync build`.
     """
-    from orchestration.transform import _build_lock, _ensure_raw_tables
+    from orchestration.transform.runner import _build_lock, _ensure_raw_tables
 
     url = warehouse.url()
     livemode = current_livemode(url)

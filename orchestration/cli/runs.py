@@ -15,8 +15,8 @@ from typing import Literal
 
 import dagster as dg
 
-from orchestration.errors import StripeKeyError, StripeSyncError
-from orchestration.settings import Settings
+from orchestration.core.errors import StripeKeyError, StripeSyncError
+from orchestration.core.settings import Settings
 
 MAIN_JOB = "stripe_sync"
 Executor = Literal["in_process", "multiprocess"]
@@ -28,7 +28,7 @@ class JobFailedError(StripeSyncError):
 
 def stripe_sync_job() -> dg.JobDefinition:
     """The main job with its resources, rebuilt by name in every process (reconstructable)."""
-    from orchestration.definitions import defs
+    from orchestration.defs.definitions import defs
 
     return defs.resolve_job_def(MAIN_JOB)
 
@@ -146,7 +146,7 @@ def read_outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# How a check that yields no result says why (orchestration/checks.py).
+# How a check that yields no result says why (orchestration/defs/checks.py).
 _NOT_EVALUATED = re.compile(r"^(\w+) not evaluated: (.+)$")
 # dbt's summary names each failing node on a line like these; the best one-line reason.
 _DBT_FAILURE = re.compile(r"^(Failure|Runtime Error|Database Error|Compilation Error) in ")
@@ -178,13 +178,17 @@ def execute_main_job(
     Raises JobFailedError with the first step error when the run fails (the CLI then exits 1 with
     one line); `raise_on_failure=False` returns the failed outcome instead.
     """
-    from orchestration.environment import check_database, prepare_dagster_home, warehouse_url
+    from orchestration.embedded.environment import (
+        check_database,
+        prepare_dagster_home,
+        warehouse_url,
+    )
 
     warehouse = warehouse_url(settings)
     check_database(warehouse)
     export_run_environment(settings, warehouse)
     home = prepare_dagster_home(settings, warehouse)
-    from orchestration.resources import ensure_manifest
+    from orchestration.defs.resources import ensure_manifest
 
     ensure_manifest()
     with dg.DagsterInstance.get() as instance:

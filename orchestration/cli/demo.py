@@ -24,10 +24,10 @@ import psycopg
 import typer
 from psycopg import sql
 
-from orchestration.environment import check_database, warehouse_url
-from orchestration.runs import JobFailedError
-from orchestration.settings import Settings, load_settings
-from orchestration.warehouse import describe, parse_database_url
+from orchestration.cli.runs import JobFailedError
+from orchestration.core.settings import Settings, load_settings
+from orchestration.core.warehouse import describe, parse_database_url
+from orchestration.embedded.environment import check_database, warehouse_url
 
 if TYPE_CHECKING:
     from orchestration.emulator import Emulator
@@ -318,7 +318,7 @@ def run_demo_job(settings: Settings, *, customers: int, verbose: bool = False) -
     The full output (Dagster's log, every dbt node) goes to a log file the summary names; the
     terminal gets one line per stage. `verbose` prints the full output as it runs.
     """
-    from orchestration.runs import execute_main_job
+    from orchestration.cli.runs import execute_main_job
 
     url = warehouse_url(settings)
     version = check_database(url)

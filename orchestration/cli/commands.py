@@ -7,11 +7,11 @@ from datetime import datetime
 import psycopg
 import typer
 
-from orchestration.api_versions import coupon_is_an_id
-from orchestration.environment import check_database, warehouse_url
-from orchestration.errors import PermissionsError, StripeKeyError
-from orchestration.settings import Settings
-from orchestration.warehouse import describe
+from orchestration.core.api_versions import coupon_is_an_id
+from orchestration.core.errors import PermissionsError, StripeKeyError
+from orchestration.core.settings import Settings
+from orchestration.core.warehouse import describe
+from orchestration.embedded.environment import check_database, warehouse_url
 
 OK, FAIL = "✓", "✗"
 
@@ -111,7 +111,7 @@ def run_build(settings: Settings, *, as_of: datetime | None) -> None:
     """Runs `dbt build` (models and tests) for the current mode."""
     url = warehouse_url(settings)
     check_database(url)
-    from orchestration.transform import build
+    from orchestration.transform.runner import build
 
     result = build(url, as_of=as_of, livemode=build_livemode(settings, url))
     typer.echo(result.summary())
@@ -119,7 +119,7 @@ def run_build(settings: Settings, *, as_of: datetime | None) -> None:
 
 def run_main_job(settings: Settings, *, as_of: datetime | None, mode: str) -> None:
     """Runs the main job (sync, then build) as a Dagster run on the persistent instance."""
-    from orchestration.runs import execute_main_job
+    from orchestration.cli.runs import execute_main_job
 
     outcome = execute_main_job(settings, as_of=as_of, mode=mode)
     typer.echo(outcome.summary())
@@ -127,7 +127,7 @@ def run_main_job(settings: Settings, *, as_of: datetime | None, mode: str) -> No
 
 def run_status(settings: Settings) -> int:
     """Prints sync health from the warehouse; exit 1 when the last sync failed."""
-    from orchestration.health import read_health
+    from orchestration.cli.status import read_health
 
     url = warehouse_url(settings)
     check_database(url)
@@ -138,7 +138,7 @@ def run_status(settings: Settings) -> int:
 
 def run_demo(settings: Settings, *, customers: int, verbose: bool = False) -> None:
     """The embedded default: local Postgres, local Stripe API with demo data, the main job."""
-    from orchestration.demo import run_demo_job
+    from orchestration.cli.demo import run_demo_job
 
     run_demo_job(settings, customers=customers, verbose=verbose)
 

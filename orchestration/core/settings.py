@@ -10,10 +10,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestration.api_versions import PINNED_VERSION, validate_version
-from orchestration.errors import SettingsError
+from orchestration.core.api_versions import PINNED_VERSION, validate_version
+from orchestration.core.errors import SettingsError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STRIPE_API_BASE = "https://api.stripe.com"
 KEY_PATTERN = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]+$")
 WEBHOOK_SECRET_PATTERN = re.compile(r"^whsec_[A-Za-z0-9_+/=]+$")

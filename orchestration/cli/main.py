@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from orchestration.errors import (
+from orchestration.core.errors import (
     SettingsError,
     StripeSyncError,
 )
-from orchestration.settings import load_settings
+from orchestration.core.settings import load_settings
 
 app = typer.Typer(
     name="stripe-sync",
@@ -76,7 +76,7 @@ def _global_options(
 @app.command()
 def check() -> None:
     """Check the database connection, the key, and each permission the sync needs."""
-    from orchestration.commands import run_check
+    from orchestration.cli.commands import run_check
 
     raise typer.Exit(run_check(load_settings()))
 
@@ -99,7 +99,7 @@ def sync(
     ] = False,
 ) -> None:
     """Extract Stripe into the raw tables (first sync imports; later syncs are incremental)."""
-    from orchestration.commands import run_sync
+    from orchestration.cli.commands import run_sync
 
     run_sync(load_settings(), mode=mode.value, reset=reset)
 
@@ -111,7 +111,7 @@ def build(
     ] = None,
 ) -> None:
     """Run the dbt models and tests: fields, feed, segments."""
-    from orchestration.commands import run_build
+    from orchestration.cli.commands import run_build
 
     run_build(load_settings(), as_of=parse_as_of(as_of))
 
@@ -127,7 +127,7 @@ def run(
     ] = SyncMode.import_existing,
 ) -> None:
     """The main job: sync, then build; recorded as a Dagster run."""
-    from orchestration.commands import run_main_job
+    from orchestration.cli.commands import run_main_job
 
     run_main_job(load_settings(), as_of=parse_as_of(as_of), mode=mode.value)
 
@@ -135,7 +135,7 @@ def run(
 @app.command()
 def status() -> None:
     """Sync health: last run, customers in sync, lag behind Stripe, last error."""
-    from orchestration.commands import run_status
+    from orchestration.cli.commands import run_status
 
     raise typer.Exit(run_status(load_settings()))
 
@@ -151,7 +151,7 @@ def demo(
     ] = False,
 ) -> None:
     """Start the embedded Postgres and the local Stripe API with demo data; run the main job."""
-    from orchestration.commands import run_demo
+    from orchestration.cli.commands import run_demo
 
     if customers < 0:
         raise SettingsError("--customers must be ≥ 0", "fix the option's value")
@@ -207,7 +207,7 @@ def webhooks_serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
 ) -> None:
     """Receive Stripe webhooks (signature verified) and apply them to the raw tables."""
-    from orchestration.commands import run_webhooks_serve
+    from orchestration.cli.commands import run_webhooks_serve
 
     run_webhooks_serve(load_settings(), host=host, port=check_port(port))
 
@@ -217,7 +217,7 @@ def webhooks_register(
     url: Annotated[str, typer.Argument(help="Public https URL of `stripe-sync webhooks serve`.")],
 ) -> None:
     """Create the webhook endpoint in Stripe with the event types we consume."""
-    from orchestration.commands import run_webhooks_register
+    from orchestration.cli.commands import run_webhooks_register
 
     run_webhooks_register(load_settings(), url=url)
 

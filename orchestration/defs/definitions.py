@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.assets.dbt import stripe_dbt_models
-from orchestration.assets.stripe_raw import activity_events, stripe_raw_tables
-from orchestration.checks import raw_checks
-from orchestration.jobs import jobs
-from orchestration.resources import build_resources
-from orchestration.schedules import schedules
-from orchestration.sensors import sensors
+from orchestration.defs.assets.dbt import stripe_dbt_models
+from orchestration.defs.assets.stripe_raw import activity_events, stripe_raw_tables
+from orchestration.defs.checks import raw_checks
+from orchestration.defs.jobs import jobs
+from orchestration.defs.resources import build_resources
+from orchestration.defs.schedules import schedules
+from orchestration.defs.sensors import sensors
 
 defs = dg.Definitions(
     assets=[stripe_raw_tables, activity_events, stripe_dbt_models],

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import psycopg
 
-from orchestration.errors import BuildError, DatabaseError
-from orchestration.warehouse import dbt_env, parse_database_url
+from orchestration.core.errors import BuildError, DatabaseError
+from orchestration.core.warehouse import dbt_env, parse_database_url
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROFILES_DIR = PROJECT_DIR / "profiles"
 DEFAULT_TARGET_PATH = PROJECT_DIR / "target"
 RAW_TABLES_SQL = PROJECT_DIR / "orchestration" / "extract" / "sql" / "create_raw_tables.sql"

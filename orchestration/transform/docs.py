@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestration.environment import check_database, warehouse_url
-from orchestration.settings import PROJECT_ROOT, load_settings
-from orchestration.warehouse import dbt_env
+from orchestration.core.settings import PROJECT_ROOT, load_settings
+from orchestration.core.warehouse import dbt_env
+from orchestration.embedded.environment import check_database, warehouse_url
 
 DOCS_PORT = 8080
 

@@ -14,7 +14,7 @@ import dagster as dg
 import psycopg
 from dagster_dbt import DbtCliResource, DbtProject
 
-from orchestration.settings import PROJECT_ROOT, key_mode, load_settings
+from orchestration.core.settings import PROJECT_ROOT, key_mode, load_settings
 
 PROFILES_DIR = PROJECT_ROOT / "profiles"
 
@@ -24,7 +24,7 @@ dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROFILES_DIR)
 
 def dbt_executable() -> str:
     """The venv's dbt (next to this interpreter), so `dagster dev` needs no activated venv."""
-    from orchestration.transform import dbt_executable as find
+    from orchestration.transform.runner import dbt_executable as find
 
     return find()
 
@@ -36,7 +36,7 @@ def ensure_manifest() -> None:
     """
     dbt_project.prepare_if_dev()
     if not dbt_project.manifest_path.exists():
-        from orchestration.transform import parse
+        from orchestration.transform.runner import parse
 
         parse(dbt_project.target_path)
 
@@ -73,7 +73,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def url(self) -> str:
         if self.database_url:
             return self.database_url
-        from orchestration.environment import warehouse_url
+        from orchestration.embedded.environment import warehouse_url
 
         return warehouse_url(load_settings())
 
@@ -90,7 +90,7 @@ def dbt_environment(database_url: str) -> Iterator[None]:
     DbtCliResource passes os.environ to dbt; restoring it afterwards keeps in-process runs
     (tests, the CLI) from leaking one warehouse's settings into the next.
     """
-    from orchestration.warehouse import dbt_env
+    from orchestration.core.warehouse import dbt_env
 
     values = dbt_env(database_url)
     saved = {name: os.environ.get(name) for name in values}

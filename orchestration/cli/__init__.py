@@ -1,0 +1,1 @@
+"""The `stripe-sync` command line: imports every layer, imported by none."""

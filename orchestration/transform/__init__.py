@@ -1,0 +1,1 @@
+"""Runs the dbt project: builds, parses and docs through one runner."""
