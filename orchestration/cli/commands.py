@@ -8,7 +8,7 @@ import psycopg
 import typer
 
 from orchestration.core.api_versions import coupon_is_an_id
-from orchestration.core.errors import PermissionsError, StripeKeyError
+from orchestration.core.errors import PermissionsError
 from orchestration.core.settings import Settings
 from orchestration.core.warehouse import describe
 from orchestration.embedded.environment import check_database, warehouse_url
@@ -20,16 +20,6 @@ def _say(mark: str, what: str, detail: str) -> None:
     typer.echo(f"{mark} {what}: {detail}")
 
 
-def _require_key(settings: Settings) -> str:
-    if not settings.api_key:
-        raise StripeKeyError(
-            "STRIPE_API_KEY is not set",
-            "export a secret or restricted key (sk_test_…, rk_live_…), or run `stripe-sync demo`"
-            " to try the local emulator",
-        )
-    return settings.api_key
-
-
 WEBHOOKS_WRITE = "Webhook Endpoints: Write"
 COUPONS_READ = "Coupons: Read"
 
@@ -39,7 +29,7 @@ def run_check(settings: Settings) -> int:
     url = warehouse_url(settings)
     version = check_database(url)
     _say(OK, "database", f"{describe(url)} (PostgreSQL {version})")
-    key = _require_key(settings)
+    key = settings.require_api_key()
     from orchestration.extract import check_access
 
     report = check_access(key, settings.stripe_api_base, include_webhooks_write=True)
@@ -72,7 +62,7 @@ def _without_coupons(api_version: str) -> str:
 
 def run_sync(settings: Settings, *, mode: str, reset: bool) -> None:
     """Extracts Stripe into stripe_raw and prints what was synced."""
-    key = _require_key(settings)
+    key = settings.require_api_key()
     url = warehouse_url(settings)
     check_database(url)
     import sys

@@ -25,6 +25,7 @@ import typer
 from psycopg import sql
 
 from orchestration.cli.runs import JobFailedError
+from orchestration.core.modes import SyncMode
 from orchestration.core.settings import Settings, load_settings
 from orchestration.core.warehouse import describe, parse_database_url
 from orchestration.embedded.environment import check_database, warehouse_url
@@ -341,7 +342,7 @@ def run_demo_job(settings: Settings, *, customers: int, verbose: bool = False) -
             progress.live = output.console.isatty() and not verbose
             progress.start("sync")
             outcome = execute_main_job(
-                load_settings(), as_of=None, mode="import-existing", raise_on_failure=False
+                load_settings(), as_of=None, mode=SyncMode.import_existing, raise_on_failure=False
             )
         counts = customer_counts(emu, customers, url)
     typer.echo(outcome.summary())

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -13,6 +11,7 @@ from orchestration.core.errors import (
     SettingsError,
     StripeSyncError,
 )
+from orchestration.core.modes import SyncMode, parse_as_of
 from orchestration.core.settings import load_settings
 
 app = typer.Typer(
@@ -31,30 +30,6 @@ webhooks_app = typer.Typer(
 app.add_typer(webhooks_app, name="webhooks")
 
 _state = {"debug": False}
-
-
-class SyncMode(StrEnum):
-    """How the first sync of an account starts (docs/contract.md)."""
-
-    import_existing = "import-existing"
-    new_only = "new-only"
-
-
-def parse_as_of(value: str | None) -> datetime | None:
-    """`--as-of`: ISO-8601 with a timezone, or None for the current time."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise SettingsError(
-            f"--as-of {value!r} is not an ISO-8601 timestamp", "use e.g. 2026-11-20T12:00:00Z"
-        ) from None
-    if parsed.tzinfo is None:
-        raise SettingsError(
-            f"--as-of {value!r} has no timezone", "add one, e.g. 2026-11-20T12:00:00Z or +01:00"
-        )
-    return parsed
 
 
 def check_port(port: int) -> int:

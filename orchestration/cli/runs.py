@@ -15,7 +15,8 @@ from typing import Literal
 
 import dagster as dg
 
-from orchestration.core.errors import StripeKeyError, StripeSyncError
+from orchestration.core.errors import StripeSyncError
+from orchestration.core.modes import parse_sync_mode
 from orchestration.core.settings import Settings
 
 MAIN_JOB = "stripe_sync"
@@ -40,7 +41,7 @@ def run_config(
     stamp = as_of.astimezone(UTC).isoformat() if as_of is not None else ""
     return {
         "ops": {
-            "stripe_raw_tables": {"config": {"mode": mode, "reconcile": reconcile}},
+            "stripe_raw_tables": {"config": {"mode": str(parse_sync_mode(mode)), "reconcile": reconcile}},
             "stripe_dbt_models": {"config": {"as_of": stamp}},
         },
         "execution": {"config": {executor: {}}},
@@ -98,12 +99,7 @@ class RunOutcome:
 
 def export_run_environment(settings: Settings, warehouse: str) -> None:
     """The variables the resources read, for this process and any step process it starts."""
-    if not settings.api_key:
-        raise StripeKeyError(
-            "STRIPE_API_KEY is not set",
-            "export a secret or restricted key (sk_test_…, rk_live_…), or run `stripe-sync demo`",
-        )
-    os.environ["STRIPE_API_KEY"] = settings.api_key
+    os.environ["STRIPE_API_KEY"] = settings.require_api_key()
     os.environ["STRIPE_API_BASE"] = settings.stripe_api_base
     os.environ["DATABASE_URL"] = warehouse
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from orchestration.core.modes import SyncMode
 from orchestration.core.settings import PROJECT_ROOT, Settings, load_settings
 
 HOST = "127.0.0.1"
@@ -213,7 +214,7 @@ def snapshot(settings: Settings, out_dir: Path) -> int:
         prepare(run_settings)
         _say("running the main job once, so the UI has a run to show…")
         outcome = execute_main_job(
-            run_settings, as_of=None, mode="import-existing", raise_on_failure=False
+            run_settings, as_of=None, mode=SyncMode.import_existing, raise_on_failure=False
         )
         _say(outcome.summary())
         port = free_port()
@@ -331,7 +332,7 @@ def smoke(settings: Settings) -> int:
         home = prepare(run_settings)
         _say("running the main job once, so the UI has a run to show…")
         outcome = execute_main_job(
-            run_settings, as_of=None, mode="import-existing", raise_on_failure=False
+            run_settings, as_of=None, mode=SyncMode.import_existing, raise_on_failure=False
         )
         if not outcome.success:
             problems.append(f"run {outcome.run_id} failed: {outcome.error}")

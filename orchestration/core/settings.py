@@ -5,20 +5,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestration.core.api_versions import PINNED_VERSION, validate_version
 from orchestration.core.errors import SettingsError
+from orchestration.core.modes import KeyMode, key_mode, missing_key_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STRIPE_API_BASE = "https://api.stripe.com"
 KEY_PATTERN = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]+$")
 WEBHOOK_SECRET_PATTERN = re.compile(r"^whsec_[A-Za-z0-9_+/=]+$")
-
-KeyMode = Literal["test", "live"]
 
 
 def default_state_dir() -> Path:
@@ -36,11 +34,6 @@ def mask_secret(secret: str | None) -> str:
     pieces = secret.split("_")
     prefix = "_".join(pieces[:parts]) + "_" if len(pieces) > parts else ""
     return f"{prefix}…{secret[-4:]}" if len(secret) > len(prefix) + 8 else f"{prefix}…"
-
-
-def key_mode(api_key: str) -> KeyMode:
-    """A key's mode is in its prefix: `sk_test_`/`rk_test_` or `sk_live_`/`rk_live_`."""
-    return "live" if api_key.split("_")[1] == "live" else "test"
 
 
 class Settings(BaseSettings):
@@ -126,6 +119,12 @@ class Settings(BaseSettings):
     def api_key(self) -> str | None:
         """The key in clear, for the Stripe client only."""
         return self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
+
+    def require_api_key(self, fix: str | None = None) -> str:
+        """The key in clear, or the one "STRIPE_API_KEY is not set" error."""
+        if not self.api_key:
+            raise missing_key_error(fix)
+        return self.api_key
 
     @property
     def key_mode(self) -> KeyMode | None:

@@ -26,6 +26,7 @@ from orchestration.core.errors import (
     StripeSyncError,
     StripeUnavailableError,
 )
+from orchestration.core.modes import key_mode
 
 # The SDK logs every request at INFO; at hundreds of requests a second that buries our own lines.
 logging.getLogger("stripe").setLevel(logging.WARNING)
@@ -53,19 +54,6 @@ _KEY_PATTERN = re.compile(r"\b(sk|rk|pk|whsec)_(test|live)_[A-Za-z0-9*]+|\bwhsec
 def sanitize(text: str) -> str:
     """Removes anything that looks like a Stripe key or secret, so errors can be logged."""
     return _KEY_PATTERN.sub("[redacted key]", text)
-
-
-def key_livemode(api_key: str) -> bool:
-    """Live or test mode, from the key's prefix; raises StripeKeyError for anything else."""
-    for prefix, live in (("sk_test_", False), ("rk_test_", False), ("sk_live_", True)):
-        if api_key.startswith(prefix):
-            return live
-    if api_key.startswith("rk_live_"):
-        return True
-    raise StripeKeyError(
-        "the Stripe key is not a secret or restricted key",
-        "use a key starting with sk_test_, rk_test_, sk_live_ or rk_live_",
-    )
 
 
 class TokenBucket:
@@ -154,7 +142,7 @@ class StripeApi:
         max_attempts: int = MAX_ATTEMPTS,
         api_version: str = API_VERSION,
     ) -> None:
-        self.livemode = key_livemode(api_key)
+        self.livemode = key_mode(api_key) == "live"
         self.api_version = api_version
         self.max_attempts = max_attempts
         self.api_base = api_base.rstrip("/")

@@ -98,13 +98,11 @@ def register_endpoint(settings: Settings, *, url: str) -> Registration:
     """Creates the endpoint for `url` (or finds it) and tells the user what to do next. The
     signing secret is printed once, when the endpoint is created: Stripe never shows it again."""
     url = check_endpoint_url(url)
-    if not settings.api_key:
-        raise StripeKeyError(
-            "STRIPE_API_KEY is not set",
-            "export a secret key, or a restricted key with Webhook Endpoints: Write",
-        )
+    api_key = settings.require_api_key(
+        "export a secret key, or a restricted key with Webhook Endpoints: Write"
+    )
     client = stripe.StripeClient(
-        settings.api_key,
+        api_key,
         base_addresses={"api": settings.stripe_api_base},
         stripe_version=settings.stripe_api_version,
         max_network_retries=2,

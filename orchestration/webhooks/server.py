@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from orchestration.core.errors import SettingsError, StripeKeyError
+from orchestration.core.errors import SettingsError
 from orchestration.core.settings import Settings
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.webhooks.store import (
@@ -492,11 +492,10 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
             "run `stripe-sync webhooks register URL` and put the secret it prints in .env as"
             " STRIPE_WEBHOOK_SECRET",
         )
-    if not settings.api_key:
-        raise StripeKeyError(
-            "STRIPE_API_KEY is not set; the webhook receiver needs it to re-read objects",
-            "export the secret or restricted key of the account the endpoint belongs to",
-        )
+    settings.require_api_key(
+        "export the secret or restricted key of the account the endpoint belongs to: the"
+        " webhook receiver re-reads objects with it"
+    )
     url = warehouse_url(settings)
     check_database(url)
     # Few retries: Stripe redelivers a webhook we answer 5xx, so a writer should not wait minutes

@@ -18,6 +18,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from psycopg import sql
 from pydantic import Field
 
+from orchestration.core.modes import parse_as_of
 from orchestration.defs.resources import (
     WarehouseResource,
     dbt_environment,
@@ -101,7 +102,6 @@ class BuildConfig(dg.Config):
 
 def build_vars(as_of: str, livemode: bool) -> str:
     """dbt --vars for a build: as_of normalised to UTC ISO-8601, and the mode to show."""
-    from orchestration.cli.main import parse_as_of
     from orchestration.transform.runner import dbt_vars
 
     return dbt_vars(as_of=parse_as_of(as_of or None), livemode=livemode)

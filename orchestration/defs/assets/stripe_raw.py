@@ -5,11 +5,12 @@ that coupling instead of hiding it. The asset is thin: orchestration.extract doe
 the work and this module reports its figures as metadata a user can plot.
 """
 
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from orchestration.core.modes import SyncMode
 from orchestration.defs.resources import StripeResource, WarehouseResource
 
 GROUP = "stripe_raw"
@@ -44,9 +45,11 @@ def raw_key(table: str) -> dg.AssetKey:
 class SyncConfig(dg.Config):
     """Run config of a sync. The key is never here: it comes from STRIPE_API_KEY."""
 
-    mode: Literal["import-existing", "new-only"] = Field(
-        default="import-existing",
-        description="First sync of an account in a mode: import existing data, or only new.",
+    mode: str = Field(
+        default=SyncMode.import_existing.value,
+        description="First sync of an account in a mode: "
+        + " or ".join(mode.value for mode in SyncMode)
+        + " (import existing data, or only new).",
     )
     reset: bool = Field(default=False, description="Drop another account's data and start over.")
     reconcile: bool = Field(
