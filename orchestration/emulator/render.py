@@ -142,7 +142,7 @@ _CUSTOMER = {
     "test_clock": None,
 }
 
-_SUBSCRIPTION = {
+_SUBSCRIPTION: dict[str, Any] = {
     "object": "subscription",
     "application": None,
     "application_fee_percent": None,
@@ -184,7 +184,7 @@ _SUBSCRIPTION = {
     "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
 }
 
-_INVOICE = {
+_INVOICE: dict[str, Any] = {
     "object": "invoice",
     "account_country": "US",
     "account_name": "Stripe Sync Demo",
@@ -235,16 +235,16 @@ _INVOICE = {
     "webhooks_delivered_at": None,
 }
 # What 2025-03-31.basil removed from invoices (payments moved to invoice payments), or renamed.
-_INVOICE_BEFORE_BASIL = {
+_INVOICE_BEFORE_BASIL: dict[str, Any] = {
     "application_fee_amount": None,
     "paid_out_of_band": False,
     "tax": None,
     "total_tax_amounts": [],
     "transfer_data": None,
 }
-_INVOICE_SINCE_BASIL = {"total_pretax_credit_amounts": [], "total_taxes": []}
+_INVOICE_SINCE_BASIL: dict[str, Any] = {"total_pretax_credit_amounts": [], "total_taxes": []}
 
-_CHARGE = {
+_CHARGE: dict[str, Any] = {
     "object": "charge",
     "application": None,
     "application_fee": None,

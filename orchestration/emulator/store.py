@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import sqlite3
 import threading
@@ -351,7 +352,8 @@ class Store:
             ).fetchone()
         return loads(row[0])
 
-    def by_customer(self, kind: str, customer: str) -> list[dict[str, Any]]:
+    # builtins.list: in the class body `list` is the method above.
+    def by_customer(self, kind: str, customer: str) -> builtins.list[dict[str, Any]]:
         """Every not-deleted object of a kind belonging to a customer."""
         with self.lock:
             self._by_customer_ready()

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from orchestration.core.rows import one_row
 from orchestration.extract.objects import OBJECTS, STATE_OBJECTS
+
+
+class RefreshProgress(TypedDict):
+    """sync_state.refresh_progress: where an interrupted new-only refresh resumes."""
+
+    cursor: str | None  # the events cursor taken when the refresh began
+    cursor_at: str  # its time, ISO 8601
+    second: int | None
+    after: str  # the last customer id done, "" before the first batch
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ def start_backfill(
         )
 
 
-def load_refresh(conn: psycopg.Connection, livemode: bool) -> dict[str, Any] | None:
+def load_refresh(conn: psycopg.Connection, livemode: bool) -> RefreshProgress | None:
     """The committed progress of an interrupted new-only refresh (None: none is under way)."""
     row = conn.execute(
         "select refresh_progress from stripe_raw.sync_state"
@@ -137,7 +147,7 @@ def load_refresh(conn: psycopg.Connection, livemode: bool) -> dict[str, Any] | N
     return row[0] if row else None
 
 
-def save_refresh(conn: psycopg.Connection, livemode: bool, progress: dict[str, Any]) -> None:
+def save_refresh(conn: psycopg.Connection, livemode: bool, progress: RefreshProgress) -> None:
     """New-only refresh progress; call inside the transaction that commits its rows."""
     conn.execute(
         "update stripe_raw.sync_state set refresh_progress = %s, updated_at = now()"
@@ -174,7 +184,7 @@ def record_success(conn: psycopg.Connection, livemode: bool) -> dict[str, int]:
             query = sql.SQL("select count(*) from stripe_raw.{} where livemode = %s").format(
                 sql.Identifier(name)
             )
-            counts[name] = conn.execute(query, (livemode,)).fetchone()[0]
+            counts[name] = one_row(conn.execute(query, (livemode,)))[0]
             conn.execute(
                 "update stripe_raw.sync_state set status = 'ok', last_success_at = now(),"
                 " last_error = null, rows = %s, updated_at = now()"

@@ -83,7 +83,8 @@ def find_or_create_endpoint(
         created = client.v1.webhook_endpoints.create(
             {
                 "url": url,
-                "enabled_events": list(CONSUMED_EVENT_TYPES),  # type: ignore[typeddict-item]
+                # The SDK types this as a list of Literal event names; ours are plain str.
+                "enabled_events": list(CONSUMED_EVENT_TYPES),  # type: ignore[arg-type]
                 # Events rendered in the version we request need no re-fetch.
                 "api_version": api_version,  # type: ignore[typeddict-item]
                 "description": DESCRIPTION,
