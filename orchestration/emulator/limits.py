@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestration.core.pacing import TokenBucket
+
 FAULT_KINDS = ("429", "500", "reset", "timeout")
-
-
-class TokenBucket:
-    """Stripe-style limiter: `rate` requests per second with a one-second burst."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.last = time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> bool:
-        """Consumes a token; False when the caller should get a 429."""
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
-            self.last = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return True
-            return False
 
 
 @dataclass
@@ -57,8 +37,10 @@ class Limits:
             return True
         bucket = self.buckets.get((account_id, livemode))
         if bucket is None or bucket.rate != rate:
-            bucket = self.buckets[(account_id, livemode)] = TokenBucket(rate)
-        return bucket.take()
+            # Stripe's limiter: a one-second burst, and a request over the limit is refused
+            # (429), never queued. A changed limit starts from a full bucket.
+            bucket = self.buckets[(account_id, livemode)] = TokenBucket(rate, capacity=rate)
+        return bucket.try_take()
 
     def draw_fault(self) -> str | None:
         """The fault to inject into this request, if any (reproducible by seed)."""
