@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from orchestration.cli.segments import segments_app
 from orchestration.core.errors import (
     SettingsError,
     StripeSyncError,
@@ -28,6 +29,7 @@ webhooks_app = typer.Typer(
     help="Receive Stripe webhooks, or register the endpoint in Stripe.", rich_markup_mode=None
 )
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(segments_app, name="segments")
 
 _state = {"debug": False}
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import psycopg
 
+from orchestration.cli.segments import DEAD_LETTERS_SHOWN, render_delivery_status
 from orchestration.core.warehouse import parse_database_url, with_database
+from orchestration.delivery import delivery_status, list_dead_letters
 from orchestration.webhooks.health import read_webhook_health, render_webhook_health
 
 # What the table's numbers count, printed under it: an events row count of 0 after a first
@@ -51,6 +53,7 @@ class Health:
     customers_in_sync: int | None = None
     last_run: LastRun | None = None
     webhooks: dict[str, Any] | None = None
+    segment_delivery: list[str] = field(default_factory=list)  # lines of cli/segments.py
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -112,6 +115,7 @@ class Health:
             )
         if self.webhooks is not None:
             lines.append(render_webhook_health(self.webhooks))
+        lines.extend(self.segment_delivery)
         return "\n".join(lines)
 
 
@@ -181,6 +185,12 @@ def read_last_run(url: str) -> LastRun | None:
     return None
 
 
+def read_segment_delivery(conn: psycopg.Connection) -> list[str]:
+    """Each segment webhook receiver's cursor, backlog and dead letters (none before delivery)."""
+    letters = list_dead_letters(conn, limit=DEAD_LETTERS_SHOWN + 1)
+    return render_delivery_status(delivery_status(conn), letters)
+
+
 def read_health(url: str, *, livemode: bool) -> Health:
     """Everything `stripe-sync status` prints, for the given mode."""
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
@@ -189,6 +199,7 @@ def read_health(url: str, *, livemode: bool) -> Health:
             objects=read_objects(conn, livemode),
             customers_in_sync=read_customers_in_sync(conn, livemode),
             webhooks=read_webhook_health(conn),
+            segment_delivery=read_segment_delivery(conn),
         )
     health.last_run = read_last_run(url)
     return health

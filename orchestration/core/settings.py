@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     stripe_api_version: str = PINNED_VERSION
     database_url: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
+    # Outbound delivery of the segment change feed (opt-in): the receiver and the HMAC secret
+    # that signs each POST; orchestration.delivery checks both (endpoint_from_settings).
+    segment_webhook_url: str | None = None
+    segment_webhook_secret: SecretStr | None = None
     # Days of stripe_raw.webhook_deliveries kept; the daily reconcile deletes older rows.
     webhook_deliveries_retention_days: int = Field(default=30, ge=1, le=3650)
     dagster_home: Path | None = None

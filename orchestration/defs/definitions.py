@@ -11,6 +11,7 @@ import dagster as dg
 from orchestration.defs.assets.dbt import stripe_dbt_models
 from orchestration.defs.assets.stripe_raw import activity_events, stripe_raw_tables
 from orchestration.defs.checks import raw_checks
+from orchestration.defs.delivery import segment_delivery_job, segment_delivery_sensor
 from orchestration.defs.jobs import jobs
 from orchestration.defs.resources import build_resources
 from orchestration.defs.schedules import schedules
@@ -19,8 +20,8 @@ from orchestration.defs.sensors import sensors
 defs = dg.Definitions(
     assets=[stripe_raw_tables, activity_events, stripe_dbt_models],
     asset_checks=raw_checks,
-    jobs=jobs,
+    jobs=[*jobs, segment_delivery_job],
     schedules=schedules,
-    sensors=sensors,
+    sensors=[*sensors, segment_delivery_sensor],
     resources=build_resources(),
 )

@@ -1,7 +1,8 @@
 """Outbound delivery of the segment change feed: signed POSTs, a durable cursor, dead letters.
 
-A plain library: it reads no environment and imports no Dagster; the CLI and the sensor pass it
-the database URL, the receiver's URL and its secret.
+A plain library: it reads no environment and imports no Dagster (from orchestration, only
+core's error types); the CLI and the sensor pass it the database URL, the receiver's URL and its
+secret.
 """
 
 from orchestration.delivery.deliverer import (
@@ -15,7 +16,12 @@ from orchestration.delivery.deliverer import (
     encode_change,
     ensure_delivery_tables,
 )
-from orchestration.delivery.endpoint import DeliveryError, Endpoint, EndpointError
+from orchestration.delivery.endpoint import (
+    DeliveryError,
+    Endpoint,
+    EndpointError,
+    endpoint_from_settings,
+)
 from orchestration.delivery.signature import (
     HEADER,
     TOLERANCE_SECONDS,
@@ -51,6 +57,7 @@ __all__ = [
     "deliver_changes",
     "delivery_status",
     "encode_change",
+    "endpoint_from_settings",
     "ensure_delivery_tables",
     "list_dead_letters",
     "pending_changes",

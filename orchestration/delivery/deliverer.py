@@ -27,10 +27,14 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from orchestration.core.rows import one_row
 from orchestration.delivery.endpoint import DeliveryError, Endpoint
 from orchestration.delivery.signature import HEADER, sign
 
 log = logging.getLogger("stripe_sync.delivery")
+# A library logs only where its caller configured logging: the CLI prints its own one line, and
+# Python's last-resort handler would otherwise add warnings to stderr.
+log.addHandler(logging.NullHandler())
 
 FEED_TABLE = "stripe_segments.segment_changes"
 ATTEMPT_HEADER = "Stripe-Sync-Attempt"
@@ -112,6 +116,7 @@ class DeliveryResult:
     last_change_id: int = 0  # the cursor after the run
     pending: int = 0  # changes after the cursor when the run ended
     stopped: str | None = None  # why the run stopped before the end of the feed, if it did
+    failed: bool = False  # it stopped because the receiver failed (not for a budget)
     dead_letter_ids: list[int] = field(default_factory=list)
 
 
@@ -145,7 +150,7 @@ def ensure_delivery_tables(conn: psycopg.Connection) -> None:
 
 def feed_exists(conn: psycopg.Connection) -> bool:
     """True once a build has created the change feed."""
-    return conn.execute("select to_regclass(%s) is not null", (FEED_TABLE,)).fetchone()[0]
+    return one_row(conn.execute("select to_regclass(%s) is not null", (FEED_TABLE,)))[0]
 
 
 def encode_change(row: dict[str, Any]) -> bytes:
@@ -246,6 +251,9 @@ def _deliver_next(
             " from stripe_raw.segment_delivery_state where endpoint_id = %s for update",
             (endpoint.id,),
         ).fetchone()
+        if state is None:  # deleted by hand during the run; the next run starts it again
+            result.stopped = "the receiver's cursor row was deleted during the run"
+            return False
         result.last_change_id = state["last_change_id"]
         change = cur.execute(
             "select * from stripe_segments.segment_changes where change_id > %s"
@@ -316,6 +324,7 @@ def _deliver_next(
             (change_id, failures, f"change {change_id}: {outcome.reason}", endpoint.id),
         )
         result.stopped = f"change {change_id} not delivered: {outcome.reason}"
+        result.failed = True
         log.warning("segment delivery to %s stopped: %s", endpoint.name, result.stopped)
         return False
 
@@ -368,10 +377,12 @@ def _post(
 
 
 def _pending_after(conn: psycopg.Connection, endpoint_id: str) -> int:
-    row = conn.execute(
-        "select count(*) from stripe_segments.segment_changes where change_id > coalesce("
-        " (select last_change_id from stripe_raw.segment_delivery_state"
-        " where endpoint_id = %s), 0)",
-        (endpoint_id,),
-    ).fetchone()
+    row = one_row(
+        conn.execute(
+            "select count(*) from stripe_segments.segment_changes where change_id > coalesce("
+            " (select last_change_id from stripe_raw.segment_delivery_state"
+            " where endpoint_id = %s), 0)",
+            (endpoint_id,),
+        )
+    )
     return int(row[0])

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+from orchestration.core.errors import SettingsError, StripeSyncError
+
+if TYPE_CHECKING:
+    from orchestration.core.settings import Settings
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # A short secret makes the HMAC guessable; 16 characters is the floor, 32 random bytes the advice.
@@ -19,17 +25,12 @@ MIN_SECRET_CHARS = 16
 SECRET_ADVICE = "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`"  # noqa: S105
 
 
-class DeliveryError(Exception):
-    """An expected failure a user can fix: the problem and the fix, as one line."""
-
-    def __init__(self, problem: str, fix: str) -> None:
-        super().__init__(f"{problem}. {fix[:1].upper()}{fix[1:]}.")
-        self.problem = problem
-        self.fix = fix
+class DeliveryError(StripeSyncError):
+    """An expected failure of delivery a user can fix: the CLI prints it as one line."""
 
 
-class EndpointError(DeliveryError):
-    """The receiver's URL or secret cannot be used."""
+class EndpointError(DeliveryError, SettingsError):
+    """The receiver's URL or secret (SEGMENT_WEBHOOK_URL, SEGMENT_WEBHOOK_SECRET) is unusable."""
 
 
 def _origin(scheme: str, host: str, port: int | None) -> str:
@@ -57,13 +58,13 @@ class Endpoint:
             host, port = "", None
         if scheme not in ("https", "http") or not host:
             raise EndpointError(
-                "SEGMENT_WEBHOOK_URL is not an http(s) URL with a host",
+                "the segment webhook URL is not an http(s) URL with a host",
                 "use the form https://your.host/path",
             )
         name = _origin(scheme, host, port)
         if scheme == "http" and host not in LOCAL_HOSTS:
             raise EndpointError(
-                f"SEGMENT_WEBHOOK_URL {name} is plain http outside localhost",
+                f"the segment webhook URL {name} is plain http outside localhost",
                 "use https:// (http:// only for localhost, 127.0.0.1 or ::1)",
             )
         if len(self.secret) < MIN_SECRET_CHARS:
@@ -88,3 +89,15 @@ class Endpoint:
             if value:
                 text = text.replace(value, "…")
         return text
+
+
+def endpoint_from_settings(settings: Settings, url: str | None = None) -> Endpoint:
+    """The receiver: `url` (the CLI's --url) or SEGMENT_WEBHOOK_URL, signed with
+    SEGMENT_WEBHOOK_SECRET; an EndpointError naming the fix when either is missing or unusable."""
+    target = url or settings.segment_webhook_url
+    if not target:
+        raise EndpointError(
+            "no receiver for segment changes", "pass --url https://… or set SEGMENT_WEBHOOK_URL"
+        )
+    secret = settings.segment_webhook_secret
+    return Endpoint(target, secret.get_secret_value() if secret else "")

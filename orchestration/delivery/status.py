@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from orchestration.core.rows import one_row
 from orchestration.delivery.deliverer import feed_exists
 
 _STATE = "stripe_raw.segment_delivery_state"
@@ -40,10 +41,12 @@ class EndpointStatus:
     dead_letter_count: int
     last_delivered_at: datetime | None
     last_error: str | None
+    failing_attempts: int  # failed POSTs of the change after the cursor (0 when none failed)
+    updated_at: datetime
 
 
 def _exists(conn: psycopg.Connection, table: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()[0]
+    return one_row(conn.execute("select to_regclass(%s) is not null", (table,)))[0]
 
 
 def list_dead_letters(
@@ -68,16 +71,20 @@ def count_dead_letters(conn: psycopg.Connection, *, endpoint_id: str | None = No
     """How many changes receivers refused for good (0 before any delivery)."""
     if not _exists(conn, _DEAD_LETTERS):
         return 0
-    row = conn.execute(
-        "select count(*) from stripe_raw.segment_delivery_dead_letters"
-        " where %(endpoint_id)s::text is null or endpoint_id = %(endpoint_id)s",
-        {"endpoint_id": endpoint_id},
-    ).fetchone()
+    row = one_row(
+        conn.execute(
+            "select count(*) from stripe_raw.segment_delivery_dead_letters"
+            " where %(endpoint_id)s::text is null or endpoint_id = %(endpoint_id)s",
+            {"endpoint_id": endpoint_id},
+        )
+    )
     return int(row[0])
 
 
-def delivery_status(conn: psycopg.Connection) -> list[EndpointStatus]:
-    """Every receiver delivered to so far, with its cursor and backlog."""
+def delivery_status(
+    conn: psycopg.Connection, *, endpoint_id: str | None = None
+) -> list[EndpointStatus]:
+    """Every receiver delivered to so far (or the one of `endpoint_id`): cursor and backlog."""
     if not _exists(conn, _STATE):
         return []
     # A range count on the feed's unique change_id index per receiver; there are few receivers.
@@ -89,11 +96,15 @@ def delivery_status(conn: psycopg.Connection) -> list[EndpointStatus]:
     )
     query = (
         "select endpoint_name, last_change_id, delivered_count, dead_letter_count,"
-        " last_delivered_at, last_error, {} as pending"
-        " from stripe_raw.segment_delivery_state as state order by endpoint_name, endpoint_id"
+        " last_delivered_at, last_error, failing_attempts, updated_at, {} as pending"
+        " from stripe_raw.segment_delivery_state as state where {}"
+        " order by endpoint_name, endpoint_id"
+    )
+    where = (
+        sql.SQL("true") if endpoint_id is None else sql.SQL("endpoint_id = {}").format(endpoint_id)
     )
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sql.SQL(query).format(sql.SQL(pending))).fetchall()
+        rows = cur.execute(sql.SQL(query).format(sql.SQL(pending), where)).fetchall()
     return [EndpointStatus(**row) for row in rows]
 
 
@@ -108,8 +119,10 @@ def pending_changes(conn: psycopg.Connection, endpoint_id: str) -> int:
             (endpoint_id,),
         ).fetchone()
         last = row[0] if row else 0
-    row = conn.execute(
-        "select count(*) from stripe_segments.segment_changes where change_id > %s",
-        (last,),
-    ).fetchone()
+    row = one_row(
+        conn.execute(
+            "select count(*) from stripe_segments.segment_changes where change_id > %s",
+            (last,),
+        )
+    )
     return int(row[0])

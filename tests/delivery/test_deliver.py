@@ -254,7 +254,7 @@ def test_two_deliverers_at_once_deliver_each_change_once_in_order(feed_url: str)
 def test_before_the_first_build_delivery_says_to_build(database_url: str) -> None:
     with pytest.raises(FeedMissingError) as caught:
         deliver_changes(database_url, Endpoint("https://hooks.example.com/x", SECRET))
-    assert str(caught.value) == (
+    assert caught.value.one_line() == (
         "stripe_segments.segment_changes does not exist yet. Run `stripe-sync build` first."
     )
     with psycopg.connect(database_url) as conn:

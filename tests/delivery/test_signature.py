@@ -60,3 +60,27 @@ def test_an_old_signature_is_a_replay() -> None:
     with pytest.raises(SignatureVerificationError, match="older than 300 s"):
         verify_signature(BODY, old, SECRET)
     verify_signature(BODY, old, SECRET, tolerance=600)
+
+
+def _readme_snippet() -> str:
+    from orchestration.core.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### Outbound webhook", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_s_receiver_snippet_verifies_what_the_deliverer_signs() -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(_readme_snippet(), "README.md", "exec"), namespace)  # noqa: S102
+    verify = namespace["verify_signature"]
+    assert callable(verify)
+    verify(BODY, sign(BODY, SECRET), SECRET)
+    for body, header, secret in (
+        (BODY + b" ", sign(BODY, SECRET), SECRET),
+        (BODY, sign(BODY, SECRET), SECRET + "x"),
+        (BODY, sign(BODY, SECRET, timestamp=int(time.time()) - 301), SECRET),
+        (BODY, "v1=00", SECRET),
+    ):
+        with pytest.raises(ValueError):
+            verify(body, header, secret)

@@ -44,7 +44,12 @@ def _parents(graph: dg.AssetGraph, key: str) -> set[str]:
 
 def test_definitions_load_with_every_job() -> None:
     dg.Definitions.validate_loadable(defs)
-    assert {job.name for job in defs.jobs} == {"stripe_sync", "stripe_reconcile", "stripe_build"}
+    assert {job.name for job in defs.jobs} == {
+        "stripe_sync",
+        "stripe_reconcile",
+        "stripe_build",
+        "segment_delivery_job",
+    }
 
 
 @pytest.mark.parametrize("table", RAW_TABLES)
