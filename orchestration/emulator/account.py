@@ -134,12 +134,22 @@ class Account:
     ) -> dict[str, Any]:
         # Events keep the shape of the version they were created with, whatever the request asks.
         data = dict(evt["data"])
+        shape = shape_for(evt["api_version"])
         if "ref" in data:
             ref = data.pop("ref")
             hit = found.get(ref) if found is not None else self.store.get(evt["kind"], ref)
             data["object"] = hit[0] if hit else {}
+            past = data.pop("past", None)
+            if past is not None and hit:
+                # A history event whose object differed then (Generator.recent): the object as
+                # it was at the event, and for *.updated what changed, as Lifecycle.emit has it.
+                data["object"] = {**hit[0], **past["at"]}
+                if past["before"] is not None:
+                    old = render(evt["kind"], {**hit[0], **past["before"]}, self.catalog, shape)
+                    new = render(evt["kind"], data["object"], self.catalog, shape)
+                    data["previous_attributes"] = {k: v for k, v in old.items() if new.get(k) != v}
         catalog = self.catalog.for_wire() if wire else self.catalog
-        data["object"] = render(evt["kind"], data["object"], catalog, shape_for(evt["api_version"]))
+        data["object"] = render(evt["kind"], data["object"], catalog, shape)
         out = {k: v for k, v in evt.items() if k != "kind"}
         out["data"] = data
         return out

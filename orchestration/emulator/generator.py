@@ -114,7 +114,8 @@ class Generator:
         self.live = livemode
         self.now = account.clock.now()
         self.rows: list[tuple] = []
-        self.events: list[tuple[int, str, str, str]] = []
+        # (time, type, kind, object id, the object's past fields or None): see `recent`.
+        self.events: list[tuple[int, str, str, str, dict[str, Any] | None]] = []
         self.price_ids: dict[str, str] = {}
         self.usd_prices: list[str] = []
         self.usd_weights: list[int] = []
@@ -145,10 +146,24 @@ class Generator:
             )
         )
 
-    def recent(self, when: int, etype: str, kind: str, obj: dict[str, Any]) -> None:
-        """Queues an event for an object that changed within the event horizon."""
+    def recent(
+        self,
+        when: int,
+        etype: str,
+        kind: str,
+        obj: dict[str, Any],
+        at: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+    ) -> None:
+        """Queues an event for an object that changed within the event horizon. `at`: the fields
+        that differed at the event's time from the object's final state (its data.object is the
+        final state with them); `before`: for *.updated, the fields as they were just before
+        (its previous_attributes are what they change, as Stripe's)."""
         if when >= self.now - EVENT_HORIZON:
-            self.events.append((min(when, self.now), etype, kind, obj["id"]))
+            # An event at the generation's "now" (or clamped to it) shows the object as it is:
+            # a list read in that same second would otherwise meet two states of one moment.
+            past = None if at is None or when >= self.now else {"at": at, "before": before}
+            self.events.append((min(when, self.now), etype, kind, obj["id"], past))
 
     def load_catalog(self) -> None:
         """Reads the catalog the account already has (for sign-ups after generation)."""
@@ -383,7 +398,32 @@ class Generator:
         if status in ("past_due", "unpaid"):
             cust["delinquent"] = True
         self.row("subscriptions", sub, status)
-        self.recent(start, "customer.subscription.created", "subscriptions", sub)
+        # Stripe's events hold the object as it was then: created in its first status (and not
+        # yet canceled), a trial's notice three days before it ends, and the trial's end when the
+        # subscription moved on (active, or paused without a payment method), with what changed.
+        first = "trialing" if trial_end else "incomplete" if status.startswith("inc") else "active"
+        created = {
+            "status": first,
+            "period": [start, trial_end or start + length],
+            "cancel_at": None,
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "ended_at": None,
+        }
+        self.recent(start, "customer.subscription.created", "subscriptions", sub, created)
+        notice = (trial_end or 0) - 3 * DAY
+        if trial_end and notice <= self.now and (not ended or ended > notice):
+            etype = "customer.subscription.trial_will_end"
+            self.recent(notice, etype, "subscriptions", sub, created)
+        if trial_end and status != "trialing" and trial_end <= (ended or self.now):
+            converted = {
+                **created,
+                "status": "paused" if status == "paused" else "active",
+                "period": [trial_end, trial_end + length],
+            }
+            self.recent(
+                trial_end, "customer.subscription.updated", "subscriptions", sub, converted, created
+            )
         if ended and status == "canceled":
             self.recent(ended, "customer.subscription.deleted", "subscriptions", sub)
 
@@ -654,17 +694,20 @@ class Generator:
         self.events.sort(key=lambda e: e[0])
         # History events point at their object instead of copying it: the object has not
         # changed since generation, and copying 300k objects would triple start-up time.
+        # An event whose object differed then carries those fields (`recent`'s at and before),
+        # applied to the object when the event renders (Account._render_event).
         template = (
             '{"id":"%s","object":"event","api_version":"'
             + self.acc.default_version
-            + '","created":%d,"data":{"ref":"%s"},"kind":"%s","livemode":'
+            + '","created":%d,"data":{"ref":"%s"%s},"kind":"%s","livemode":'
             + ("true" if self.live else "false")
             + ',"pending_webhooks":0,"request":{"id":null,"idempotency_key":null},"type":"%s"}'
         )
         live, new_id = int(self.live), self.acc.new_row_id
-        for when, etype, kind, obj_id in self.events:
+        for when, etype, kind, obj_id, past in self.events:
             evt_id = new_id("evt_")
-            data = (template % (evt_id, when, obj_id, kind, etype)).encode()
+            extra = "" if past is None else ',"past":' + dumps(past).decode()
+            data = (template % (evt_id, when, obj_id, extra, kind, etype)).encode()
             self.rows.append(
                 (decode_key(evt_id), "events", evt_id, live, when, None, etype, 0, data)
             )

@@ -92,7 +92,9 @@ class Lifecycle:
         """Saves what a generator built, and writes its events as snapshots."""
         self.acc.store.upsert_rows(gen.rows)
         objects = {row[2]: loads(row[8]) for row in gen.rows}
-        for _, etype, kind, obj_id in sorted(gen.events, key=lambda e: e[0]):
+        # Written now, each event holds the object as it is now (its past fields are for the
+        # history that generation writes: Generator.recent).
+        for _, etype, kind, obj_id, _past in sorted(gen.events, key=lambda e: e[0]):
             self.emit(etype, kind, objects[obj_id])
         gen.rows, gen.events = [], []
 

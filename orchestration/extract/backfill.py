@@ -17,7 +17,7 @@ import psycopg
 
 from orchestration.extract import loader, state
 from orchestration.extract.client import StripeApi
-from orchestration.extract.objects import ObjectSpec
+from orchestration.extract.objects import EVENT_HISTORY, ObjectSpec
 from orchestration.extract.progress import Reporter
 
 PAGE_SIZE = 100  # Stripe's maximum
@@ -96,12 +96,13 @@ def new_progress(started_at: datetime, upper: int, hint: int) -> dict[str, Any]:
 
 
 def initial_jobs(spec: ObjectSpec, progress: dict[str, Any]) -> list[Job]:
-    """What is left to read of one object, from its committed progress."""
+    """What is left to read of one object, from its committed progress. `lower` (the events
+    history: Stripe's last 30 days) bounds `created` from below; objects start at 0."""
     if not spec.windowed:
         return [] if progress.get("complete") else [Job(spec, after=progress.get("after"))]
     done = Intervals([list(r) for r in progress.get("done", [])])
     jobs = []
-    for a, b in done.gaps(0, progress["upper"]):
+    for a, b in done.gaps(progress.get("lower", 0), progress["upper"]):
         # Split at the hint so the decades before the account existed cost one request.
         hint = progress.get("hint", 0)
         if a < hint < b:
@@ -352,7 +353,12 @@ class Backfill:
             by_table.setdefault(page.spec.table, []).append(page)
         with conn.transaction():
             for table, pages in by_table.items():
-                loader.upsert_pages(conn, table, ((p.body, p.snapshot_at) for p in pages))
+                bodies = ((p.body, p.snapshot_at) for p in pages)
+                if table == EVENT_HISTORY.table:
+                    # Past events: stored for history, never applied over the newer objects.
+                    loader.insert_event_pages(conn, bodies)
+                else:
+                    loader.upsert_pages(conn, table, bodies)
             # Progress last, in a fixed order: the row locks are held only until the commit.
             for table in sorted(by_table):
                 self._merge_progress(conn, table, by_table[table])

@@ -97,6 +97,20 @@ def upsert_pages(
         return cur.rowcount
 
 
+def insert_event_pages(conn: psycopg.Connection, pages: Iterable[tuple[str, datetime]]) -> int:
+    """Stages list pages of past events (body text, snapshot time) with COPY and stores each
+    event once (ON CONFLICT DO NOTHING), for history only; returns how many were new. Runs
+    inside the caller's transaction, which also commits the import's progress."""
+    _ensure_stage(conn)
+    with conn.cursor() as cur:
+        cur.execute("truncate stage_pages")
+        with cur.copy("copy stage_pages (body, snapshot_at) from stdin") as copy:
+            for page in pages:
+                copy.write_row(page)
+        cur.execute(read_sql("insert_event_pages"))
+        return cur.rowcount
+
+
 def insert_events(conn: psycopg.Connection, events: Iterable[dict[str, Any]]) -> int:
     """Stores events once each (ON CONFLICT DO NOTHING); returns how many were new."""
     _ensure_stage(conn)

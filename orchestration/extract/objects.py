@@ -152,3 +152,15 @@ COUPONS_PERMISSION = "Coupons: Read"
 WEBHOOKS_WRITE_PERMISSION = "Webhook Endpoints: Write"
 # Tables with a sync_state row; `events` carries the events cursor.
 STATE_OBJECTS: tuple[str, ...] = (*(s.table for s in OBJECTS), "events")
+
+# The events Stripe still holds (its last 30 days) when an import-existing backfill starts: listed
+# by the backfill like an object (created windows, shared request budget, progress committed with
+# the rows) but stored for history only, never applied to the object tables (sync.py's
+# _history_plan). Not in OBJECTS: events are no object table of their own.
+EVENT_HISTORY = ObjectSpec(
+    table="events",
+    stripe_object="event",
+    list_path="/v1/events",
+    retrieve_path="/v1/events/{id}",
+    permission=EVENTS_PERMISSION,
+)

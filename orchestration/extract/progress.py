@@ -11,6 +11,9 @@ from types import TracebackType
 
 log = logging.getLogger("stripe_sync.extract")
 LOG_EVERY = 5.0  # seconds between plain progress lines
+# What a phase is called where its table name would mislead: the backfill reads the events Stripe
+# still holds (its last 30 days) for history, not an object table.
+LABELS = {"events": "events (30 days)"}
 
 
 class Reporter:
@@ -34,7 +37,9 @@ class Reporter:
                 TimeElapsedColumn(),
                 transient=False,
             )
-            self._tasks = {t: self._progress.add_task(t, total=None, rate="") for t in tables}
+            self._tasks = {
+                t: self._progress.add_task(LABELS.get(t, t), total=None, rate="") for t in tables
+            }
 
     def __enter__(self) -> Reporter:
         if self._progress is not None:
@@ -63,7 +68,9 @@ class Reporter:
         self._last_line = time.monotonic()
         elapsed = max(self._last_line - self._started, 1e-6)
         total = sum(self.counts.values())
-        parts = ", ".join(f"{t} {self.counts[t]:,}" for t in self._tables if self.counts[t])
+        parts = ", ".join(
+            f"{LABELS.get(t, t)} {self.counts[t]:,}" for t in self._tables if self.counts[t]
+        )
         word = "imported" if final else "importing"
         log.info(
             "backfill %s %s objects (%.0f/s) in %.1f s: %s",

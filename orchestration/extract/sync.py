@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 
@@ -19,7 +20,7 @@ from orchestration.core.errors import (
 )
 from orchestration.extract import backfill, events, items, loader, state
 from orchestration.extract.client import API_VERSION, StripeApi, sanitize
-from orchestration.extract.objects import OBJECTS, STATE_OBJECTS
+from orchestration.extract.objects import EVENT_HISTORY, OBJECTS, STATE_OBJECTS
 from orchestration.extract.preflight import AccessReport, check_access, require_access
 from orchestration.extract.progress import Reporter
 
@@ -28,6 +29,8 @@ MODES = ("import-existing", "new-only")
 # Where an account's data starts when Stripe does not say: before Stripe existed.
 STRIPE_EPOCH = 1293840000  # 2011-01-01
 RECORD_FAILURE_WAIT = 15.0  # seconds to wait for a lost warehouse to take the failure record
+# The events history plan of a backfill that imports none: no `created` range to read.
+NO_HISTORY: dict[str, Any] = {"lower": 0, "upper": 0, "done": []}
 
 
 @dataclass
@@ -56,6 +59,9 @@ class SyncResult:
     retries: int = 0
     rate_limited: int = 0  # 429 answers, all retried
     events_applied: int = 0
+    # Past events (Stripe's last 30 days before the cursor) read by an import-existing backfill
+    # into stripe_raw.events, for history only.
+    history_events: int = 0
     refetched: int = 0
     lag_seconds: float | None = None  # how far behind Stripe the tables are at the end
     cursor: str | None = None
@@ -71,9 +77,10 @@ class SyncResult:
 
     def summary(self) -> str:
         """What `stripe-sync sync` prints: one line, then any warnings."""
+        history = f" {self.history_events:,} past events stored," if self.history_events else ""
         lines = [
             f"{self.kind} ({'live' if self.livemode else 'test'} mode): {self.total_objects:,}"
-            f" objects in {self.seconds:.1f} s, {self.events_applied:,} events applied,"
+            f" objects in {self.seconds:.1f} s, {self.events_applied:,} events applied,{history}"
             f" {self.requests:,} requests ({self.rate_limited} rate-limited, all retried)"
         ]
         lines += [f"warning: {w}" for w in self.warnings]
@@ -91,6 +98,7 @@ class SyncResult:
             "requests": self.requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+            "history_events": self.history_events,
             "lag_seconds": self.lag_seconds,
             "cursor": self.cursor,
         }
@@ -246,7 +254,12 @@ def _run(
     states = state.load_state(conn, livemode)
     backfilled = not states["events"].backfill_done
     if backfilled:
-        _backfill(conn, database_url, client, access, states, result, progress)
+        # An import-existing backfill also imports the events Stripe still holds (history); a
+        # reconcile keeps its cursor, whose past events are stored already. New-only: none.
+        history = mode == "import-existing" and kind != "reconcile"
+        _backfill(
+            conn, database_url, client, access, states, result, progress, history, cursor_second
+        )
     ev = state.load_state(conn, livemode)["events"]
     applied, drained_at = events.run_incremental(
         conn, client, ev.cursor, ev.cursor_at, cursor_second=cursor_second, poll=not backfilled
@@ -348,8 +361,11 @@ def _backfill(
     states: dict[str, state.ObjectState],
     result: SyncResult,
     progress: bool,
+    history: bool,
+    cursor_second: int | None,
 ) -> None:
-    """Lists every object (resuming committed progress), then flags rows the list no longer
+    """Lists every object (resuming committed progress) and, with `history`, the events Stripe
+    still holds from before the cursor (_history_plan); then flags rows the list no longer
     returned as deleted, then marks the backfill done; events replay afterwards."""
     fresh = None
     plans: dict[str, dict[str, Any]] = {}
@@ -363,12 +379,20 @@ def _backfill(
                 fresh = backfill.new_progress(now, int(now.timestamp()) + 1, hint)
             plan = {**fresh, "done": []}
         plans[spec.table] = plan
+    plans[EVENT_HISTORY.table] = states[EVENT_HISTORY.table].progress or (
+        _history_plan(client, states[EVENT_HISTORY.table], cursor_second)
+        if history and fresh is not None
+        else dict(NO_HISTORY)  # a reconcile, or a backfill resumed from before history existed
+    )
     with conn.transaction():  # bounds fixed before any page lands, so a resume keeps them
         for table, plan in plans.items():
             state.save_progress(conn, table, client.livemode, plan)
-    tables = [spec.table for spec in OBJECTS]
-    with Reporter(tables, bar=progress) as reporter:
-        backfill.Backfill(database_url, client, client.livemode, plans, reporter).run(OBJECTS)
+    specs = list(OBJECTS)
+    if backfill.initial_jobs(EVENT_HISTORY, plans[EVENT_HISTORY.table]):
+        specs.append(EVENT_HISTORY)  # shares the workers, writers and request budget
+    with Reporter([spec.table for spec in specs], bar=progress) as reporter:
+        backfill.Backfill(database_url, client, client.livemode, plans, reporter).run(specs)
+    result.history_events += reporter.counts[EVENT_HISTORY.table]
     with conn.transaction():
         for spec in OBJECTS:
             plan = plans[spec.table]
@@ -379,6 +403,36 @@ def _backfill(
             )
             result.objects[spec.table].objects += reporter.counts[spec.table]
         state.finish_backfill(conn, client.livemode)
+
+
+def _history_plan(
+    client: StripeApi, ev: state.ObjectState, cursor_second: int | None
+) -> dict[str, Any]:
+    """The backfill's plan for the events Stripe still holds (its last 30 days) from before the
+    new cursor: `created` in [lower, upper). They are stored for history only, never applied:
+    the objects are listed after the cursor was taken, so each stored row is at least as new as
+    any of these events, and the events replay reads only what comes after the cursor. None is
+    stored twice (stripe_raw.events is keyed by event id, inserts do nothing on conflict).
+
+    The cursor's own second needs care: `ending_before` skips events created later in that
+    second but listed after the cursor, and the next replay's same-second sweep applies those
+    it finds unstored (events._same_second_as_cursor). Once that second had settled when the
+    cursor was taken, the sweep is skipped and every event of it predates the sync: all of it
+    is history. Otherwise it is left to the sweep (start_cursor stored the events it held then)."""
+    if ev.cursor is None or ev.cursor_at is None:
+        return dict(NO_HISTORY)  # Stripe held no event when the cursor was taken
+    if cursor_second is None:
+        found = client.retrieve(f"/v1/events/{quote(ev.cursor, safe='')}")
+        if found is None:
+            return dict(NO_HISTORY)
+        cursor_second = int(found.data["created"])
+    settled = ev.cursor_at.timestamp() - cursor_second >= events.SETTLED
+    return {
+        "started_at": ev.cursor_at.isoformat(),
+        "lower": int((ev.cursor_at - events.EVENT_RETENTION).timestamp()),
+        "upper": cursor_second + 1 if settled else cursor_second,
+        "done": [],
+    }
 
 
 def _add_applied(result: SyncResult, applied: events.ApplyResult) -> None:
