@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from orchestration.core.errors import DatabaseError, SyncBusyError
+from orchestration.core.rows import one_row
 
 SQL_DIR = Path(__file__).parent / "sql"
 # Any fixed number works; it names "the Stripe sync" among the database's advisory locks.
@@ -150,7 +151,7 @@ def fenced_url(database_url: str, lock: psycopg.Connection) -> str:
     """The connection string for a sync's own connections while `lock` holds the sync lock:
     their writes of sync state fail once that connection lost it (create_raw_tables.sql,
     require_sync_lock), so a sync whose lock connection dropped stops at its next commit."""
-    options = conninfo_to_dict(database_url).get("options") or ""
+    options = str(conninfo_to_dict(database_url).get("options") or "")
     options += f" -c stripe_sync.lock_pid={lock.info.backend_pid}"
     options += f" -c stripe_sync.lock_key={SYNC_LOCK_KEY}"
     return make_conninfo(database_url, options=options.strip())
@@ -172,7 +173,7 @@ def sync_lock(database_url: str, timeout: float = 0) -> Iterator[psycopg.Connect
     conn = connect(database_url, autocommit=True)
     try:
         deadline = time.monotonic() + timeout
-        while not conn.execute("select pg_try_advisory_lock(%s)", (SYNC_LOCK_KEY,)).fetchone()[0]:
+        while not one_row(conn.execute("select pg_try_advisory_lock(%s)", (SYNC_LOCK_KEY,)))[0]:
             if time.monotonic() >= deadline:
                 raise SyncBusyError(
                     "another Stripe sync of this warehouse is running",
