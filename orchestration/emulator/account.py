@@ -164,13 +164,16 @@ class Account:
 
     def discount_of(self, parent: dict[str, Any], discount_id: str, shape: Shape) -> Any:
         """A discount listed by a rendered subscription or invoice (its id when unknown)."""
-        kind = {"subscription": "subscriptions", "invoice": "invoices"}.get(parent.get("object"))
+        kind = {"subscription": "subscriptions", "invoice": "invoices"}.get(
+            parent.get("object", "")
+        )
         found = self.store.get(kind, parent["id"]) if kind else None
-        d = found[0].get("discount") if found else None
+        compact = found[0] if found else {}
+        d = compact.get("discount")
         if not d or d["id"] != discount_id:
             return discount_id
-        sub = parent["id"] if kind == "subscriptions" else found[0].get("subscription")
-        return render_discount(d, self.catalog, shape, found[0]["customer"], sub)
+        sub = parent["id"] if kind == "subscriptions" else compact.get("subscription")
+        return render_discount(d, self.catalog, shape, compact["customer"], sub)
 
     def nested_list(
         self, kind: str, obj_id: str, livemode: bool, shape: Shape

@@ -200,8 +200,10 @@ class Generator:
             if spec[2] == "usd" and spec[8]:
                 self.usd_prices.append(price["id"])
                 self.usd_weights.append(spec[8])
-        for i, spec in enumerate(COUPONS):
-            coupon = coupon_object(spec, start + 200 + i, self.live, self.rng.randrange(5, 500))
+        for i, coupon_spec in enumerate(COUPONS):
+            coupon = coupon_object(
+                coupon_spec, start + 200 + i, self.live, self.rng.randrange(5, 500)
+            )
             if self.live:
                 coupon["id"] = coupon["id"] + "_LIVE"
             self.acc.catalog.coupons[coupon["id"]] = coupon
