@@ -1,0 +1,260 @@
+with
+
+-- Every customer.subscription.* event carries the whole subscription as it was at that moment:
+-- each is a state of the subscription, valid until its next event.
+events as (
+    select * from {{ ref('stg_stripe__events') }}
+    where
+        event_type like 'customer.subscription.%'
+        and event_object ->> 'object' = 'subscription'
+        and event_object ? 'status'
+),
+
+subscriptions as (
+    select * from {{ ref('stg_stripe__subscriptions') }}
+),
+
+current_items as (
+    select * from {{ ref('int_subscription_items_normalized_to_month') }}
+),
+
+-- Stored events are taken to be complete from the oldest one on (the incremental syncs read every
+-- event after the first sync's cursor; a backfill may import Stripe's last 30 days before it).
+coverage as (
+    select min(occurred_at) as covered_from
+    from {{ ref('stg_stripe__events') }}
+),
+
+event_states as (
+    select
+        stripe_event_id,
+        event_object ->> 'id' as subscription_id,
+        stripe_customer_id,
+        event_type,
+        event_object,
+        event_previous_attributes,
+        occurred_at as state_started_at,
+        -- Two events of one second: the event id breaks the tie, so each instant has one state.
+        lead(occurred_at) over (
+            partition by event_object ->> 'id'
+            order by occurred_at, stripe_event_id
+        ) as state_ended_at,
+        row_number() over (
+            partition by event_object ->> 'id'
+            order by occurred_at, stripe_event_id
+        ) = 1 as is_first_event
+    from events
+),
+
+-- Before a subscription's first stored event (unless it created the subscription), back to the
+-- start of the coverage, the subscription was the event's snapshot with the previous values of
+-- what the event changed: `previous_attributes` holds each changed top-level key whole.
+snapshot_states as (
+    select
+        stripe_event_id,
+        subscription_id,
+        stripe_customer_id,
+        event_object as state_object,
+        state_started_at,
+        state_ended_at
+    from event_states
+
+    union all
+
+    select
+        event_states.stripe_event_id || ':before' as stripe_event_id,
+        event_states.subscription_id,
+        event_states.stripe_customer_id,
+        event_states.event_object
+        || coalesce(event_states.event_previous_attributes, '{}'::jsonb) as state_object,
+        coverage.covered_from as state_started_at,
+        event_states.state_started_at as state_ended_at
+    from event_states
+    cross join coverage
+    where
+        event_states.is_first_event
+        and event_states.event_type <> 'customer.subscription.created'
+        and coverage.covered_from < event_states.state_started_at
+),
+
+states as (
+    select
+        stripe_event_id,
+        subscription_id,
+        stripe_customer_id,
+        state_object ->> 'status' as subscription_status,
+        -- Newer API versions carry the currency on the subscription; older ones only on prices.
+        lower(coalesce(
+            state_object ->> 'currency',
+            state_object -> 'items' -> 'data' -> 0 -> 'price' ->> 'currency',
+            state_object -> 'plan' ->> 'currency'
+        )) as subscription_currency,
+        state_object as event_object,
+        state_started_at,
+        state_ended_at
+    from snapshot_states
+),
+
+-- The snapshot's items (the first 10, as events embed them), each normalized to a month like
+-- int_subscription_items_normalized_to_month.
+items as (
+    select
+        states.stripe_event_id,
+        item.position as item_position,
+        coalesce(item.item_data -> 'price', item.item_data -> 'plan') as price_data,
+        coalesce((item.item_data ->> 'quantity')::bigint, 1) as quantity
+    from states
+    cross join lateral jsonb_array_elements(
+        case
+            when jsonb_typeof(states.event_object -> 'items' -> 'data') = 'array'
+                then states.event_object -> 'items' -> 'data'
+            else '[]'::jsonb
+        end
+    ) with ordinality as item (item_data, position)
+),
+
+normalized_items as (
+    select
+        stripe_event_id,
+        item_position,
+        quantity,
+        coalesce(
+            price_data -> 'recurring' ->> 'usage_type', price_data ->> 'usage_type', 'licensed'
+        )
+        = 'licensed' as is_counted_in_mrr,
+        (price_data ->> 'unit_amount')::bigint as plan_price_in_cents,
+        case coalesce(price_data -> 'recurring' ->> 'interval', price_data ->> 'interval')
+            when 'month' then 1
+            when 'year' then 1
+            when 'week' then 52
+            when 'day' then 365
+        end as months_numerator,
+        case coalesce(price_data -> 'recurring' ->> 'interval', price_data ->> 'interval')
+            when 'month' then 1
+            else 12
+        end * nullif(
+            coalesce(
+                (price_data -> 'recurring' ->> 'interval_count')::integer,
+                (price_data ->> 'interval_count')::integer,
+                1
+            ),
+            0
+        ) as months_denominator
+    from items
+),
+
+state_amounts as (
+    select
+        stripe_event_id,
+        sum(
+            case
+                when is_counted_in_mrr
+                    then coalesce(
+                        plan_price_in_cents * quantity * months_numerator::numeric
+                        / months_denominator,
+                        0
+                    )
+                else 0
+            end
+        ) as gross_monthly_amount_in_cents,
+        min(months_numerator) filter (where item_position = 1) as months_numerator,
+        min(months_denominator) filter (where item_position = 1) as months_denominator
+    from normalized_items
+    group by stripe_event_id
+),
+
+-- A subscription without any stored event did not change while events were stored: its current
+-- state (every item, as customer_fields reads it) holds from the start of the coverage.
+current_states as (
+    select
+        'current:' || subscriptions.subscription_id as stripe_event_id,
+        subscriptions.subscription_id,
+        subscriptions.stripe_customer_id,
+        subscriptions.subscription_status,
+        subscriptions.subscription_currency,
+        min(current_items.months_numerator) filter (
+            where current_items.item_position = 1
+        ) as months_numerator,
+        min(current_items.months_denominator) filter (
+            where current_items.item_position = 1
+        ) as months_denominator,
+        coalesce(sum(current_items.monthly_amount_in_cents), 0) as gross_monthly_amount_in_cents,
+        coverage.covered_from as state_started_at,
+        null::timestamptz as state_ended_at
+    from subscriptions
+    cross join coverage
+    left join current_items
+        on subscriptions.subscription_id = current_items.subscription_id
+    where
+        coverage.covered_from is not null
+        and not exists (
+            select 1 from events
+            where events.event_object ->> 'id' = subscriptions.subscription_id
+        )
+    group by
+        subscriptions.subscription_id,
+        subscriptions.stripe_customer_id,
+        subscriptions.subscription_status,
+        subscriptions.subscription_currency,
+        coverage.covered_from
+),
+
+all_states as (
+    select
+        states.stripe_event_id,
+        states.subscription_id,
+        states.stripe_customer_id,
+        states.subscription_status,
+        states.subscription_currency,
+        state_amounts.months_numerator,
+        state_amounts.months_denominator,
+        coalesce(state_amounts.gross_monthly_amount_in_cents, 0) as gross_monthly_amount_in_cents,
+        states.state_started_at,
+        states.state_ended_at,
+        states.event_object as state_object
+    from states
+    left join state_amounts
+        on states.stripe_event_id = state_amounts.stripe_event_id
+
+    union all
+
+    select
+        stripe_event_id,
+        subscription_id,
+        stripe_customer_id,
+        subscription_status,
+        subscription_currency,
+        months_numerator,
+        months_denominator,
+        gross_monthly_amount_in_cents,
+        state_started_at,
+        state_ended_at,
+        null::jsonb as state_object
+    from current_states
+),
+
+final as (
+    select
+        -- ids
+        stripe_event_id,
+        subscription_id,
+        stripe_customer_id,
+
+        -- attributes
+        subscription_status,
+        subscription_currency,
+        months_numerator,
+        months_denominator,
+        -- The snapshot (null for a current state), for its discounts.
+        state_object,
+
+        -- amounts (minor units, before discounts, not rounded)
+        gross_monthly_amount_in_cents,
+
+        -- timestamps
+        state_started_at,
+        state_ended_at
+    from all_states
+)
+
+select * from final
