@@ -33,9 +33,11 @@ demo: setup ## Run the main job on the embedded default (local Postgres + local 
 test: setup lint ## The whole test suite (lint, dbt parse, pytest) — the README's test command
 	$(BIN)/pytest
 
-lint: setup ## ruff (lint + format check), sqlfluff, dbt parse with warnings as errors
+lint: setup ## ruff (lint + format check), mypy, the layers contract, sqlfluff, dbt parse
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint dbt_project --disable-progress-bar --processes 2
 	$(DBT) parse $(DBT_FLAGS) --warn-error --quiet
 
@@ -45,12 +47,12 @@ fmt: setup ## Format and fix: ruff, sqlfluff
 	$(BIN)/sqlfluff fix dbt_project --disable-progress-bar
 
 ui: setup ## The Dagster UI (webserver + daemon) on http://127.0.0.1:3000
-	$(BIN)/python -m orchestration.cli.ui
+	$(BIN)/stripe-sync ui
 
 dev: ui ## Same as `make ui`
 
 docs: setup ## Generate dbt docs and serve them on http://127.0.0.1:8080
-	$(BIN)/python -m orchestration.transform.docs --serve
+	$(BIN)/stripe-sync docs --serve
 
 bench: setup ## Benchmarks: medians and ratios, bench/results/*.json (BENCH_ARGS=--quick: small)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
@@ -70,11 +72,11 @@ audit-secrets: setup ## Demo, bench, chaos, then no key or webhook secret in any
 		tests/test_secrets.py::test_no_secret_after_demo_bench_and_chaos
 
 ui-snapshot: setup ## Screenshots of the Dagster UI into docs/ (needs Debian's chromium)
-	$(BIN)/python -m orchestration.cli.ui --snapshot docs
+	$(BIN)/stripe-sync ui --snapshot docs
 
 .PHONY: ui-test
 ui-test: setup ## Real-browser smoke test of the Dagster UI on the demo instance (apt-get install -y chromium)
-	$(BIN)/python -m orchestration.cli.ui --smoke
+	$(BIN)/stripe-sync ui --smoke
 
 stop: ## Stop the embedded Postgres
 	$(BIN)/python -m orchestration.embedded.postgres stop

@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from psycopg import sql
 
-from orchestration.core.warehouse import server_url_for_tests, with_database
+from orchestration.core.warehouse import with_database
+from orchestration.embedded.environment import server_url_for_tests
 from orchestration.extract.client import StripeApi
 from orchestration.extract.objects import OBJECTS
 from tests.helpers.secrets_scan import AUDIT_ENABLED, scan_server
@@ -78,7 +79,9 @@ with start_emulator(**json.loads(sys.argv[1])) as emu:
 
 SYNC = """
 import json, resource, sys, time
+from orchestration.core.process import fix_mmap_threshold
 from orchestration.extract import sync_stripe
+fix_mmap_threshold()  # as the CLI and the Dagster code location do before a sync
 args = json.loads(sys.argv[1])
 result = sync_stripe(**args)
 print(json.dumps({

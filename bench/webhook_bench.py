@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: sha
 
 from backfill_bench import drop_database
 
-from orchestration.core.warehouse import server_url_for_tests, with_database
+from orchestration.core.warehouse import with_database
+from orchestration.embedded.environment import server_url_for_tests
 from orchestration.extract.client import API_VERSION
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: sha
 from backfill_bench import drop_database
 from webhook_bench import _event, _free_port, _percentiles, _post, _wait_healthy
 
-from orchestration.core.warehouse import server_url_for_tests, with_database
+from orchestration.core.warehouse import with_database
+from orchestration.embedded.environment import server_url_for_tests
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WEBHOOK_PATH = "/stripe/webhook"

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration.core.warehouse import server_url_for_tests, with_database
+from orchestration.core.warehouse import with_database
+from orchestration.embedded.environment import server_url_for_tests
 from tests.helpers.secrets_scan import (
     AUDIT_ENABLED,
     Scan,

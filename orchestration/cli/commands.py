@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 
-import psycopg
+import dagster as dg
 import typer
 
 from orchestration.core.api_versions import coupon_is_an_id
 from orchestration.core.errors import PermissionsError
 from orchestration.core.settings import Settings
 from orchestration.core.warehouse import describe
-from orchestration.embedded.environment import check_database, warehouse_url
+from orchestration.embedded.environment import (
+    check_database,
+    prepare_dagster_home,
+    warehouse_url,
+)
+from orchestration.transform.runner import (
+    DEFAULT_TARGET_PATH,
+    build,
+    build_livemode,
+    generate_docs,
+    serve_docs,
+)
 
 OK, FAIL = "✓", "✗"
 
@@ -82,28 +94,19 @@ def run_sync(settings: Settings, *, mode: str, reset: bool) -> None:
     typer.echo(result.summary())
 
 
-def build_livemode(settings: Settings, url: str) -> bool:
-    """The mode whose data reaches the marts: the key's, else that of the latest sync."""
-    if settings.key_mode is not None:
-        return settings.key_mode == "live"
-    with psycopg.connect(url) as conn:
-        try:
-            row = conn.execute(
-                "select livemode from stripe_raw.sync_state"
-                " order by last_success_at desc nulls last limit 1"
-            ).fetchone()
-        except psycopg.errors.UndefinedTable:
-            return False
-    return bool(row and row[0])
-
-
-def run_build(settings: Settings, *, as_of: datetime | None) -> None:
-    """Runs `dbt build` (models and tests) for the current mode."""
+def run_build(settings: Settings, *, as_of: datetime | None, full_refresh: bool = False) -> None:
+    """Runs `dbt build` for the current mode: incremental (the `incremental` selector: models and
+    the reader_guard checks), or with --full-refresh every customer and every test."""
     url = warehouse_url(settings)
     check_database(url)
-    from orchestration.transform.runner import build
-
-    result = build(url, as_of=as_of, livemode=build_livemode(settings, url))
+    result = build(
+        url,
+        as_of=as_of,
+        livemode=build_livemode(settings.key_mode, url),
+        stale_after_hours=settings.stripe_sync_stale_after_hours,
+        full_refresh=full_refresh,
+        selector=None if full_refresh else "incremental",
+    )
     typer.echo(result.summary())
 
 
@@ -121,7 +124,14 @@ def run_status(settings: Settings) -> int:
 
     url = warehouse_url(settings)
     check_database(url)
-    health = read_health(url, livemode=build_livemode(settings, url))
+    prepare_dagster_home(settings, url)
+    with dg.DagsterInstance.get() as instance:
+        health = read_health(
+            url,
+            livemode=build_livemode(settings.key_mode, url),
+            stale_after=timedelta(hours=settings.stripe_sync_stale_after_hours),
+            instance=instance,
+        )
     typer.echo(health.render())
     return 1 if health.failed else 0
 
@@ -145,3 +155,16 @@ def run_webhooks_register(settings: Settings, *, url: str) -> None:
     from orchestration.webhooks.register import register_endpoint
 
     register_endpoint(settings, url=url)
+
+
+def run_docs(settings: Settings, *, serve: bool, port: int, target_path: Path | None) -> None:
+    """Generates the dbt docs against the warehouse (the catalog reads its tables), then serves
+    them when asked."""
+    target = (target_path or DEFAULT_TARGET_PATH).resolve()
+    url = warehouse_url(settings)
+    check_database(url)
+    generate_docs(url, target)
+    typer.echo(f"dbt docs generated in {target} (log: {target / 'dbt.log'})")
+    if serve:
+        typer.echo(f"serving dbt docs on http://127.0.0.1:{port} (Ctrl-C stops)")
+        serve_docs(target, port)

@@ -24,11 +24,13 @@ import psycopg
 import typer
 from psycopg import sql
 
-from orchestration.cli.runs import JobFailedError
+from orchestration.cli.runs import JobFailedError, execute_main_job
 from orchestration.core.modes import SyncMode
+from orchestration.core.rows import one_row
 from orchestration.core.settings import Settings, load_settings
 from orchestration.core.warehouse import describe, parse_database_url
 from orchestration.embedded.environment import check_database, warehouse_url
+from orchestration.emulator import start_emulator
 
 if TYPE_CHECKING:
     from orchestration.emulator import Emulator
@@ -90,7 +92,7 @@ def segment_counts(url: str) -> list[tuple[str, int]]:
         ]
         count = "select count(*) from stripe_segments.{}"
         return [
-            (table, conn.execute(sql.SQL(count).format(sql.Identifier(table))).fetchone()[0])
+            (table, one_row(conn.execute(sql.SQL(count).format(sql.Identifier(table))))[0])
             for table in tables
         ]
 
@@ -100,8 +102,6 @@ def demo_emulator(
     settings: Settings, customers: int | None = None, *, advance: bool = False
 ) -> Iterator[Emulator]:
     """The local Stripe API serving the demo account, as the last demo left it (or `advance`d)."""
-    from orchestration.emulator import start_emulator
-
     state = _load_state(settings.state_dir, customers, advance=advance)
     with start_emulator(
         customers=state.customers, seed=state.seed, now=state.started_at, webhooks=False
@@ -168,7 +168,7 @@ def customer_counts(emu: Emulator, requested: int, url: str) -> CustomerCounts:
         other_mode=sum(1 for _ in store.ids("customers", True, deleted=False)),
     )
     with contextlib.suppress(psycopg.Error), psycopg.connect(url) as conn:
-        counts.synced = conn.execute("select count(*) from stripe.customer_fields").fetchone()[0]
+        counts.synced = one_row(conn.execute("select count(*) from stripe.customer_fields"))[0]
     return counts
 
 
@@ -319,8 +319,6 @@ def run_demo_job(settings: Settings, *, customers: int, verbose: bool = False) -
     The full output (Dagster's log, every dbt node) goes to a log file the summary names; the
     terminal gets one line per stage. `verbose` prints the full output as it runs.
     """
-    from orchestration.cli.runs import execute_main_job
-
     url = warehouse_url(settings)
     version = check_database(url)
     embedded = not settings.database_url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from orchestration.core.errors import (
     StripeSyncError,
 )
 from orchestration.core.modes import SyncMode, parse_as_of
+from orchestration.core.process import fix_mmap_threshold
 from orchestration.core.settings import load_settings
 
 app = typer.Typer(
@@ -78,6 +80,8 @@ def sync(
     """Extract Stripe into the raw tables (first sync imports; later syncs are incremental)."""
     from orchestration.cli.commands import run_sync
 
+    # Process-wide, so the entry point decides it, not the extractor (see fix_mmap_threshold).
+    fix_mmap_threshold()
     run_sync(load_settings(), mode=mode.value, reset=reset)
 
 
@@ -86,11 +90,18 @@ def build(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Fix 'now' (ISO-8601 with timezone).")
     ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Recompute every customer and run every test (default: only touched customers).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the dbt models and tests: fields, feed, segments."""
+    """Run the dbt models and checks: fields, feed, segments."""
     from orchestration.cli.commands import run_build
 
-    run_build(load_settings(), as_of=parse_as_of(as_of))
+    run_build(load_settings(), as_of=parse_as_of(as_of), full_refresh=full_refresh)
 
 
 @app.command()
@@ -106,6 +117,7 @@ def run(
     """The main job: sync, then build; recorded as a Dagster run."""
     from orchestration.cli.commands import run_main_job
 
+    fix_mmap_threshold()  # the job's sync runs in this process (see `sync` above)
     run_main_job(load_settings(), as_of=parse_as_of(as_of), mode=mode.value)
 
 
@@ -178,6 +190,36 @@ def emulator(
     )
 
 
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="TCP port of the web UI.")] = 3000,
+    snapshot: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Write screenshots of the UI to DIR.")
+    ] = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="Open the main pages in a browser and check them.")
+    ] = False,
+) -> None:
+    """Start the Dagster UI and its daemon (the demo account unless a key is set)."""
+    from orchestration.cli.ui import run_ui
+
+    raise typer.Exit(run_ui(load_settings(), port=check_port(port), snapshot=snapshot, smoke=smoke))
+
+
+@app.command()
+def docs(
+    serve: Annotated[bool, typer.Option("--serve", help="Serve the docs once generated.")] = False,
+    port: Annotated[int, typer.Option(help="TCP port to serve them on.")] = 8080,
+    target_path: Annotated[
+        Path | None, typer.Option(help="Where the docs go (default: target/).")
+    ] = None,
+) -> None:
+    """Generate the dbt docs (every field's lineage back to Stripe) and optionally serve them."""
+    from orchestration.cli.commands import run_docs
+
+    run_docs(load_settings(), serve=serve, port=check_port(port), target_path=target_path)
+
+
 @webhooks_app.command("serve")
 def webhooks_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -215,7 +257,8 @@ def main() -> None:
         sys.exit(130)
     except typer.TyperException as err:  # usage errors: bad option values, unknown commands
         if type(err).__name__ == "NoArgsIsHelpError":
-            err.show()
+            # show() is on typer's vendored (private) click exception, not on TyperException.
+            err.show()  # type: ignore[attr-defined]
             sys.exit(0)
         message = " ".join(err.format_message().split()).replace("Value error, ", "")
         ctx = getattr(err, "ctx", None)

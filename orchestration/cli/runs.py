@@ -18,8 +18,13 @@ import dagster as dg
 from orchestration.core.errors import StripeSyncError
 from orchestration.core.modes import parse_sync_mode
 from orchestration.core.settings import Settings
+from orchestration.defs.resources import ensure_manifest
+from orchestration.embedded.environment import (
+    check_database,
+    prepare_dagster_home,
+    warehouse_url,
+)
 
-MAIN_JOB = "stripe_sync"
 Executor = Literal["in_process", "multiprocess"]
 
 
@@ -27,11 +32,13 @@ class JobFailedError(StripeSyncError):
     """A Dagster run of the main job failed."""
 
 
-def stripe_sync_job() -> dg.JobDefinition:
+def main_job() -> dg.JobDefinition:
     """The main job with its resources, rebuilt by name in every process (reconstructable)."""
-    from orchestration.defs.definitions import defs
+    # Lazy: loading the definitions parses the dbt project; only a run needs them.
+    from orchestration.defs.definitions import defs  # noqa: PLC0415
+    from orchestration.defs.jobs import stripe_sync_job  # noqa: PLC0415
 
-    return defs.resolve_job_def(MAIN_JOB)
+    return defs.resolve_job_def(stripe_sync_job.name)
 
 
 def run_config(
@@ -41,7 +48,9 @@ def run_config(
     stamp = as_of.astimezone(UTC).isoformat() if as_of is not None else ""
     return {
         "ops": {
-            "stripe_raw_tables": {"config": {"mode": str(parse_sync_mode(mode)), "reconcile": reconcile}},
+            "stripe_raw_tables": {
+                "config": {"mode": str(parse_sync_mode(mode)), "reconcile": reconcile}
+            },
             "stripe_dbt_models": {"config": {"as_of": stamp}},
         },
         "execution": {"config": {executor: {}}},
@@ -116,12 +125,13 @@ def read_outcome(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
                 outcome.skip_reasons[match.group(1)] = match.group(2)
             continue
         if event.is_step_materialization:
-            outcome.materialized.append(event.asset_key.to_user_string())
+            materialization = event.step_materialization_data.materialization
+            outcome.materialized.append(materialization.asset_key.to_user_string())
         elif event.event_type_value == "ASSET_CHECK_EVALUATION_PLANNED":
-            data = event.event_specific_data
+            data = event.asset_check_planned_data
             planned.append(f"{data.asset_key.to_user_string()} {data.check_name}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
+            evaluation = event.asset_check_evaluation_data
             outcome.checks.append(
                 CheckOutcome(
                     asset=evaluation.asset_key.to_user_string(),
@@ -174,22 +184,15 @@ def execute_main_job(
     Raises JobFailedError with the first step error when the run fails (the CLI then exits 1 with
     one line); `raise_on_failure=False` returns the failed outcome instead.
     """
-    from orchestration.embedded.environment import (
-        check_database,
-        prepare_dagster_home,
-        warehouse_url,
-    )
-
     warehouse = warehouse_url(settings)
     check_database(warehouse)
     export_run_environment(settings, warehouse)
     home = prepare_dagster_home(settings, warehouse)
-    from orchestration.defs.resources import ensure_manifest
 
     ensure_manifest()
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(
-            dg.reconstructable(stripe_sync_job),
+            dg.reconstructable(main_job),
             instance=instance,
             run_config=run_config(as_of=as_of, mode=mode, reconcile=reconcile, executor=executor),
             tags={"stripe_sync/trigger": "cli"},

@@ -1,19 +1,23 @@
 """Sync health (`stripe-sync status`): the facts the UI shows, read from the warehouse.
 
-stripe_raw.sync_state gives each object's status, rows, cursor and last error; customer_fields the
-customers in sync; Dagster's run storage (next to the warehouse) the last run of the main job.
+The mart stripe.sync_health gives each object's status, rows, cursor and last error (before the
+first build, stripe_raw.sync_state does); customer_fields the customers in sync; the Dagster
+instance (its API, not its tables) the last run of a Stripe Sync job. "Stale" is the one rule of
+Settings.stripe_sync_stale_after_hours, applied at the time of asking.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dagster as dg
 import psycopg
 
 from orchestration.cli.segments import DEAD_LETTERS_SHOWN, render_delivery_status
-from orchestration.core.warehouse import parse_database_url, with_database
+from orchestration.core.rows import one_row
+from orchestration.defs.tags import SERIAL_TAG, SERIAL_TAGS
 from orchestration.delivery import delivery_status, list_dead_letters
 from orchestration.webhooks.health import read_webhook_health, render_webhook_health
 
@@ -58,14 +62,16 @@ class Health:
 
     @property
     def failed(self) -> bool:
-        """The last sync failed (any object failed), or the last run of a job did."""
+        """The last sync failed (any synced object failed), or the last run of a job did.
+        sync_health's `coupon_terms` line is shown but is a permission to grant, not a failure."""
         run_failed = self.last_run is not None and self.last_run.status == "FAILURE"
-        return any(o.status == "failed" for o in self.objects) or run_failed
+        synced = [o for o in self.objects if o.object != COUPON_TERMS]
+        return any(o.status == "failed" for o in synced) or run_failed
 
     @property
     def last_success_at(self) -> datetime | None:
         """When every object was last caught up: the oldest of their last successes."""
-        times = [o.last_success_at for o in self.objects]
+        times = [o.last_success_at for o in self.objects if o.object != COUPON_TERMS]
         return None if not times or None in times else min(t for t in times if t)
 
     @property
@@ -136,16 +142,43 @@ def _duration(delta: timedelta | None) -> str:
     return f"{seconds // 86400} d"
 
 
-def read_objects(conn: psycopg.Connection, livemode: bool) -> list[ObjectHealth]:
-    try:
-        rows = conn.execute(
+# sync_health's line for customers whose coupon terms the key can't read (docs/contract.md).
+COUPON_TERMS = "coupon_terms"
+
+
+def read_objects(
+    conn: psycopg.Connection, livemode: bool, *, stale_after: timedelta, now: datetime
+) -> list[ObjectHealth]:
+    """Per object, as stripe.sync_health (built in the key's mode) says; before the first build,
+    as stripe_raw.sync_state says. Either way an `ok` older than `stale_after` is `stale` now:
+    the mart's status is as of its build."""
+    queries = (
+        (
+            "select object, status, rows, last_success_at, cursor_at, last_error"
+            " from stripe.sync_health order by object",
+            (),
+        ),
+        (
             "select object, status, rows, last_success_at, cursor_at, last_error"
             " from stripe_raw.sync_state where livemode = %s order by object",
             (livemode,),
-        ).fetchall()
-    except psycopg.errors.UndefinedTable:
-        return []
-    return [ObjectHealth(*row) for row in rows]
+        ),
+    )
+    for query, params in queries:
+        try:
+            with conn.transaction():
+                rows = conn.execute(query, params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            continue
+        return [_stale_now(ObjectHealth(*row), stale_after, now) for row in rows]
+    return []
+
+
+def _stale_now(health: ObjectHealth, stale_after: timedelta, now: datetime) -> ObjectHealth:
+    at = health.last_success_at
+    if health.status == "ok" and (at is None or now - at > stale_after):
+        return replace(health, status="stale")
+    return health
 
 
 def read_customers_in_sync(conn: psycopg.Connection, livemode: bool) -> int | None:
@@ -159,30 +192,24 @@ def read_customers_in_sync(conn: psycopg.Connection, livemode: bool) -> int | No
     ):
         try:
             with conn.transaction():
-                return int(conn.execute(query, params).fetchone()[0])
+                return int(one_row(conn.execute(query, params))[0])
         except psycopg.errors.UndefinedTable:
             continue
     return None
 
 
-def read_last_run(url: str) -> LastRun | None:
-    """The latest run of a Stripe Sync job in Dagster's run storage, if it can be reached."""
-    dagster_db = f"{parse_database_url(url).dbname}_dagster"
-    for candidate in (with_database(url, dagster_db), url):
-        try:
-            with psycopg.connect(candidate, connect_timeout=5) as conn:
-                row = conn.execute(
-                    "select pipeline_name, status, update_timestamp, run_id from runs"
-                    " where pipeline_name like 'stripe_%%'"
-                    " order by create_timestamp desc limit 1"
-                ).fetchone()
-        except psycopg.Error:
-            continue
-        if row is None:
-            return None
-        at = row[2].replace(tzinfo=UTC) if row[2] and row[2].tzinfo is None else row[2]
-        return LastRun(job=row[0], status=row[1], at=at, run_id=row[3])
-    return None
+def read_last_run(instance: dg.DagsterInstance) -> LastRun | None:
+    """The latest run of a job that syncs or builds (they all carry the serial tag)."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={SERIAL_TAG: SERIAL_TAGS[SERIAL_TAG]}), limit=1
+    )
+    if not records:
+        return None
+    record = records[0]
+    run = record.dagster_run
+    return LastRun(
+        job=run.job_name, status=run.status.value, at=record.update_timestamp, run_id=run.run_id
+    )
 
 
 def read_segment_delivery(conn: psycopg.Connection) -> list[str]:
@@ -191,15 +218,25 @@ def read_segment_delivery(conn: psycopg.Connection) -> list[str]:
     return render_delivery_status(delivery_status(conn), letters)
 
 
-def read_health(url: str, *, livemode: bool) -> Health:
-    """Everything `stripe-sync status` prints, for the given mode."""
+def read_health(
+    url: str,
+    *,
+    livemode: bool,
+    stale_after: timedelta = timedelta(hours=24),
+    instance: dg.DagsterInstance | None = None,
+) -> Health:
+    """Everything `stripe-sync status` prints, for the given mode; the last run when given the
+    Dagster instance."""
+    now = datetime.now(UTC)
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         health = Health(
             livemode=livemode,
-            objects=read_objects(conn, livemode),
+            now=now,
+            objects=read_objects(conn, livemode, stale_after=stale_after, now=now),
             customers_in_sync=read_customers_in_sync(conn, livemode),
             webhooks=read_webhook_health(conn),
             segment_delivery=read_segment_delivery(conn),
         )
-    health.last_run = read_last_run(url)
+    if instance is not None:
+        health.last_run = read_last_run(instance)
     return health

@@ -1,17 +1,17 @@
-"""`python -m orchestration.cli.ui`: the Dagster UI (webserver + daemon) on the project's instance.
+"""`stripe-sync ui`: the Dagster UI (webserver + daemon) on the project's instance.
 
 Prepares what Dagster needs (settings, the warehouse, DAGSTER_HOME on Postgres, the dbt
 manifest), then runs the webserver and the daemon on workspace.yaml. Without STRIPE_API_KEY it
 serves the local Stripe emulator with demo data, so the schedules and the webhook sensor have
 something to sync.
 
-`--snapshot DIR` starts the UI, runs the main job once, takes headless-chromium screenshots of the
-asset graph, that run and the customer_fields asset into DIR/*.png, and stops everything.
+`stripe-sync ui --snapshot DIR` starts the UI, runs the main job once, takes headless-chromium
+screenshots of the asset graph, that run and the customer_fields asset into DIR/*.png, and stops
+everything.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -28,8 +28,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from orchestration.cli.demo import demo_emulator
+from orchestration.cli.runs import execute_main_job, export_run_environment
 from orchestration.core.modes import SyncMode
 from orchestration.core.settings import PROJECT_ROOT, Settings, load_settings
+from orchestration.defs.resources import ensure_manifest
+from orchestration.embedded.environment import (
+    check_database,
+    prepare_dagster_home,
+    warehouse_url,
+)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -47,7 +55,6 @@ def demo_stripe(settings: Settings) -> Iterator[Settings]:
     if settings.api_key:
         yield settings
         return
-    from orchestration.cli.demo import demo_emulator
 
     with demo_emulator(settings) as emu:
         _say(f"no STRIPE_API_KEY: serving the local Stripe emulator at {emu.url} (demo data)")
@@ -56,14 +63,6 @@ def demo_stripe(settings: Settings) -> Iterator[Settings]:
 
 def prepare(settings: Settings) -> Path:
     """Warehouse, DAGSTER_HOME and its Postgres storage, the environment of runs, the manifest."""
-    from orchestration.cli.runs import export_run_environment
-    from orchestration.defs.resources import ensure_manifest
-    from orchestration.embedded.environment import (
-        check_database,
-        prepare_dagster_home,
-        warehouse_url,
-    )
-
     warehouse = warehouse_url(settings)
     check_database(warehouse)
     export_run_environment(settings, warehouse)
@@ -151,7 +150,8 @@ def wait_until_loaded(port: int, processes: list[subprocess.Popen[bytes]]) -> No
     while time.monotonic() < deadline:
         for process in processes:
             if process.poll() is not None:
-                name = Path(str(process.args[0])).name
+                args = process.args
+                name = Path(str(args[0] if isinstance(args, list | tuple) else args)).name
                 raise RuntimeError(f"{name} exited with code {process.returncode}")
         try:
             entries = graphql(port, query)["data"]["workspaceOrError"]["locationEntries"]
@@ -198,7 +198,7 @@ def screenshot(
     return target.exists() and target.stat().st_size > 0
 
 
-def snapshot(settings: Settings, out_dir: Path) -> int:
+def snapshot_pages(settings: Settings, out_dir: Path) -> int:
     """Screenshots of the asset graph, a run page and the customer_fields asset page."""
     chromium = find_chromium()
     if chromium is None:
@@ -207,7 +207,6 @@ def snapshot(settings: Settings, out_dir: Path) -> int:
             " nothing was started"
         )
         return 0
-    from orchestration.cli.runs import execute_main_job
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with demo_stripe(settings) as run_settings:
@@ -255,7 +254,7 @@ SMOKE_PAGES = {
     ),
     "customer_fields": ("/assets/stripe/customer_fields", "Latest materialization"),
     "segment": ("/assets/stripe_segments/current_trials", "Latest materialization"),
-    "runs": ("/runs", "stripe_sync"),
+    "runs": ("/runs", "stripe_sync_job"),
     "automation": ("/automation", "incremental_sync_schedule"),
 }
 # What the UI shows when something is broken: error banners, failed code-location loads.
@@ -316,7 +315,7 @@ def startup_warnings(output: str) -> list[str]:
     return [line for line in output.splitlines() if any(w in line for w in CONFIG_WARNINGS)]
 
 
-def smoke(settings: Settings) -> int:
+def smoke_test(settings: Settings) -> int:
     """`make ui-test`: the UI on the demo instance, in a real browser; 1 on any problem."""
     chromium = find_chromium()
     if chromium is None:
@@ -325,7 +324,6 @@ def smoke(settings: Settings) -> int:
             " `apt-get install -y chromium` (Debian/Ubuntu)"
         )
         return 0
-    from orchestration.cli.runs import execute_main_job
 
     problems: list[str] = []
     with demo_stripe(settings) as run_settings:
@@ -376,25 +374,10 @@ def serve(settings: Settings, port: int) -> int:
             stop_all(processes, group=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.cli.ui", description=__doc__)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--snapshot", metavar="DIR", type=Path, help="write screenshots to DIR")
-    parser.add_argument("--smoke", action="store_true", help="open the main pages in a browser")
-    args = parser.parse_args(argv)
-    from orchestration.core.errors import StripeSyncError
-
-    try:
-        settings = load_settings()
-        if args.snapshot:
-            return snapshot(settings, args.snapshot)
-        if args.smoke:
-            return smoke(settings)
-        return serve(settings, args.port)
-    except StripeSyncError as err:
-        _say(f"error: {err.one_line()}")
-        return err.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run_ui(settings: Settings, *, port: int, snapshot: Path | None, smoke: bool) -> int:
+    """`stripe-sync ui`: screenshots, the browser smoke test, or the UI until interrupted."""
+    if snapshot:
+        return snapshot_pages(settings, snapshot)
+    if smoke:
+        return smoke_test(settings)
+    return serve(settings, port)

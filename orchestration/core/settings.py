@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     dagster_home: Path | None = None
     stripe_sync_home: Path = Field(default_factory=default_state_dir)
     stripe_max_rps: float | None = Field(default=None, gt=0, le=1000)
+    # The one staleness rule: a table whose last successful sync is older is stale in sync_health,
+    # in dbt's source freshness, in the asset check and in `stripe-sync status`.
+    stripe_sync_stale_after_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # The schedules (Dagster): cron strings in their timezone, and whether they start running.
+    stripe_sync_schedule_cron: str = "*/15 * * * *"
+    stripe_sync_reconcile_cron: str = "30 3 * * *"
+    stripe_sync_schedule_timezone: str = "UTC"
+    stripe_sync_schedules: bool = True
 
     @field_validator("stripe_api_key", mode="before")
     @classmethod

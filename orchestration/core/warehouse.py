@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from orchestration.core.errors import DatabaseError
 
@@ -26,36 +27,51 @@ class DatabaseParams:
 
 
 def parse_database_url(url: str) -> DatabaseParams:
-    """Splits a `postgresql://` URL; raises DatabaseError naming the problem if it is not one."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.split("+")[0]
-    if scheme not in POSTGRES_SCHEMES:
+    """Splits a `postgresql://` URL; raises DatabaseError naming the problem if it is not one.
+
+    libpq's own parser (through psycopg) reads it, so percent-encoding, `?host=/socket/dir` and
+    every libpq option mean here what they mean to the connection; a `+driver` suffix (as in a
+    SQLAlchemy URL) is dropped first, since libpq does not know it.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.split("+")[0] not in POSTGRES_SCHEMES:
         raise DatabaseError(
             "DATABASE_URL is not a Postgres URL",
             "use the form postgresql://user:password@host:5432/database",
         )
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     try:
-        port = parts.port or int(query.get("port", 5432))
-    except ValueError as exc:
+        options = conninfo_to_dict(f"postgresql://{rest}")
+    except psycopg.ProgrammingError as exc:
         raise DatabaseError(
-            "DATABASE_URL has an invalid port", "use a port number from 1 to 65535"
-        ) from exc
-    host = query.pop("host", None) or parts.hostname or "localhost"
+            f"DATABASE_URL is not a valid Postgres URL: {str(exc).strip()}",
+            "use the form postgresql://user:password@host:5432/database",
+        ) from None
+    try:
+        port = int(options.pop("port", None) or 5432)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise DatabaseError("DATABASE_URL has an invalid port", "use a port number from 1 to 65535")
     return DatabaseParams(
-        host=host,
+        host=str(options.pop("host", None) or "localhost"),
         port=port,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        dbname=unquote(parts.path.lstrip("/")) or "postgres",
-        query={k: v for k, v in query.items() if k != "port"},
+        user=str(options.pop("user", None) or "postgres"),
+        password=str(options.pop("password", None) or ""),
+        dbname=str(options.pop("dbname", None) or "postgres"),
+        query={key: str(value) for key, value in options.items()},
     )
 
 
 def build_url(
     params: DatabaseParams, *, scheme: str = "postgresql", dbname: str | None = None
 ) -> str:
-    """Assembles a URL; a Unix-socket host goes into the query, as libpq and SQLAlchemy expect."""
+    """Assembles a URL; a Unix-socket host goes into the query, as libpq and SQLAlchemy expect.
+
+    Assembled with urllib because neither library builds one that fits: psycopg's
+    `make_conninfo` gives `key=value` strings (Settings and dagster-postgres take URLs), and
+    SQLAlchemy's URL leaves a `/` or `?` in a database name unquoted (and takes seconds to import
+    where the CLI only needs a string).
+    """
     auth = quote(params.user, safe="")
     if params.password:
         auth += ":" + quote(params.password, safe="")
@@ -65,7 +81,8 @@ def build_url(
         query["port"] = str(params.port)
         netloc = f"{auth}@"
     else:
-        netloc = f"{auth}@{params.host}:{params.port}"
+        host = f"[{params.host}]" if ":" in params.host else params.host
+        netloc = f"{auth}@{host}:{params.port}"
     path = "/" + quote(dbname if dbname is not None else params.dbname, safe="")
     return urlunsplit((scheme, netloc, path, urlencode(query), ""))
 
@@ -98,18 +115,3 @@ def describe(url: str) -> str:
     params = parse_database_url(url)
     where = params.host if params.host.startswith("/") else f"{params.host}:{params.port}"
     return f"postgres://{params.user}@{where}/{params.dbname}"
-
-
-def server_url_for_tests(url: str | None) -> str:
-    """The server tests use: the given URL, else the local server on 127.0.0.1:5432 if it answers,
-    else the embedded Postgres."""
-    if url:
-        return url
-    try:
-        with psycopg.connect(LOCAL_SERVER_URL, connect_timeout=3):
-            return LOCAL_SERVER_URL
-    except psycopg.OperationalError:
-        from orchestration.core.settings import default_state_dir
-        from orchestration.embedded.postgres import embedded_server_url
-
-        return embedded_server_url(default_state_dir() / "test-postgres")

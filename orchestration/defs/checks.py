@@ -5,24 +5,26 @@ Stripe the sync is, parity with Stripe's own customer count, and modes never mix
 a thin reader around a pure predicate (`*_result`), so the rule is testable without a database.
 """
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import psycopg
+from psycopg import sql
 
+from orchestration.core.rows import one_row
+from orchestration.core.settings import load_settings
+from orchestration.defs.assets.dbt import current_livemode
 from orchestration.defs.assets.stripe_raw import OBJECT_TABLES, raw_key
 from orchestration.defs.resources import WarehouseResource
 
 HOUR = 3600.0
 
 
-def lag_limits() -> tuple[float, float]:
-    """(warn, fail) lag in seconds: 1 h and 24 h unless STRIPE_SYNC_LAG_WARN/FAIL_SECONDS say."""
-    warn = float(os.environ.get("STRIPE_SYNC_LAG_WARN_SECONDS", HOUR))
-    fail = float(os.environ.get("STRIPE_SYNC_LAG_FAIL_SECONDS", 24 * HOUR))
-    return warn, fail
+def stale_after_seconds() -> float:
+    """The one staleness threshold (STRIPE_SYNC_STALE_AFTER_HOURS), in seconds."""
+    return load_settings().stripe_sync_stale_after_hours * HOUR
 
 
 # --- pure predicates -------------------------------------------------------------------------
@@ -32,16 +34,15 @@ def sync_lag_result(
     table: str,
     lag_seconds: float | None,
     *,
-    warn_after: float = HOUR,
-    fail_after: float = 24 * HOUR,
+    stale_after: float = 24 * HOUR,
     status: str | None = None,
     last_error: str | None = None,
 ) -> dg.AssetCheckResult:
-    """Passes while the table's last successful sync is recent; warns past `warn_after`, fails
-    (severity error) past `fail_after`. Never synced counts as a warning, not an error."""
+    """Passes while the table's last successful sync is within `stale_after` seconds (the rule
+    sync_health's `stale` follows); fails with severity error past it. Never synced counts as a
+    warning, not an error."""
     metadata: dict[str, Any] = {
-        "warn_after_seconds": dg.MetadataValue.float(float(warn_after)),
-        "fail_after_seconds": dg.MetadataValue.float(float(fail_after)),
+        "stale_after_seconds": dg.MetadataValue.float(float(stale_after)),
         "status": dg.MetadataValue.text(status or "never synced"),
     }
     if last_error:
@@ -57,12 +58,8 @@ def sync_lag_result(
             metadata=metadata,
         )
     metadata["lag_seconds"] = dg.MetadataValue.float(round(float(lag_seconds), 1))
-    if lag_seconds > fail_after:
-        severity, passed = dg.AssetCheckSeverity.ERROR, False
-    elif lag_seconds > warn_after:
-        severity, passed = dg.AssetCheckSeverity.WARN, False
-    else:
-        severity, passed = dg.AssetCheckSeverity.WARN, True
+    passed = lag_seconds <= stale_after
+    severity = dg.AssetCheckSeverity.WARN if passed else dg.AssetCheckSeverity.ERROR
     return dg.AssetCheckResult(
         asset_key=key,
         check_name="sync_is_recent",
@@ -75,7 +72,7 @@ def sync_lag_result(
 
 CUSTOMER_COUNT_NOT_EVALUATED = (
     "not evaluated: no reconcile has counted Stripe's customers yet;"
-    " the daily stripe_reconcile job counts them"
+    " the daily stripe_reconcile_job counts them"
 )
 
 
@@ -132,8 +129,6 @@ def read_sync_lags(
     warehouse: WarehouseResource, livemode: bool, now: datetime | None = None
 ) -> dict[str, tuple[float | None, str | None, str | None]]:
     """Per object: (seconds since last success, status, last error) from stripe_raw.sync_state."""
-    import psycopg
-
     now = now or datetime.now(UTC)
     with warehouse.connect() as conn:
         try:
@@ -153,9 +148,6 @@ def read_sync_lags(
 
 def read_other_mode_rows(warehouse: WarehouseResource, livemode: bool) -> dict[str, int]:
     """Per table: rows of the other mode written since this mode's latest sync started."""
-    import psycopg
-    from psycopg import sql
-
     counts: dict[str, int] = {}
     with warehouse.connect() as conn:
         for table in OBJECT_TABLES:
@@ -165,7 +157,7 @@ def read_other_mode_rows(warehouse: WarehouseResource, livemode: bool) -> dict[s
                 " where r.livemode <> %s and r.synced_at >= coalesce(s.started_at, s.updated_at)"
             ).format(table=sql.Identifier(table))
             try:
-                counts[table] = int(conn.execute(query, (table, livemode, livemode)).fetchone()[0])
+                counts[table] = int(one_row(conn.execute(query, (table, livemode, livemode)))[0])
             except psycopg.errors.UndefinedTable:
                 counts[table] = 0
     return counts
@@ -180,18 +172,21 @@ def latest_reconcile_counts(
     for record in records:
         materialization = record.asset_materialization
         metadata = materialization.metadata if materialization else {}
-        if "stripe_customers" in metadata and "raw_customers" in metadata:
+        stripe_count = metadata.get("stripe_customers")
+        raw_count = metadata.get("raw_customers")
+        # Both are recorded as dg.MetadataValue.int (the reconcile asset).
+        if isinstance(stripe_count, dg.IntMetadataValue) and isinstance(
+            raw_count, dg.IntMetadataValue
+        ):
             return (
-                int(metadata["stripe_customers"].value),
-                int(metadata["raw_customers"].value),
+                int(stripe_count.value or 0),
+                int(raw_count.value or 0),
                 datetime.fromtimestamp(record.timestamp, UTC),
             )
     return None
 
 
 def _livemode(warehouse: WarehouseResource) -> bool:
-    from orchestration.defs.assets.dbt import current_livemode
-
     return current_livemode(warehouse.url())
 
 
@@ -204,8 +199,9 @@ def _livemode(warehouse: WarehouseResource) -> bool:
             name="sync_is_recent",
             asset=raw_key(table),
             description=(
-                "Warns when the last successful sync of this table is older than 1 h, fails past"
-                " 24 h (STRIPE_SYNC_LAG_WARN_SECONDS / STRIPE_SYNC_LAG_FAIL_SECONDS)."
+                "Fails when the last successful sync of this table is older than the staleness"
+                " threshold (STRIPE_SYNC_STALE_AFTER_HOURS, 24 by default), as sync_health's"
+                " `stale` does."
             ),
         )
         for table in OBJECT_TABLES
@@ -217,13 +213,13 @@ def raw_tables_sync_is_recent(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
     """How far behind Stripe each raw table is, from stripe_raw.sync_state."""
-    warn, fail = lag_limits()
+    stale_after = stale_after_seconds()
     lags = read_sync_lags(warehouse, _livemode(warehouse))
     selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
     for table, (lag, status, error) in lags.items():
         if table in selected:
             yield sync_lag_result(
-                table, lag, warn_after=warn, fail_after=fail, status=status, last_error=error
+                table, lag, stale_after=stale_after, status=status, last_error=error
             )
 
 

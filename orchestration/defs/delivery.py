@@ -8,8 +8,8 @@ import psycopg
 
 from orchestration.core.errors import StripeSyncError
 from orchestration.core.settings import load_settings
-from orchestration.defs.jobs import SERIAL_TAG
 from orchestration.defs.resources import WarehouseResource
+from orchestration.defs.tags import SERIAL_TAG
 from orchestration.delivery import (
     deliver_changes,
     delivery_status,

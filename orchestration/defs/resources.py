@@ -6,27 +6,16 @@ warehouse URL from DATABASE_URL (or the embedded Postgres) at run time.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 import psycopg
-from dagster_dbt import DbtCliResource, DbtProject
 
-from orchestration.core.settings import PROJECT_ROOT, key_mode, load_settings
-
-PROFILES_DIR = PROJECT_ROOT / "profiles"
-
-# The dbt project sits at the repo root (dbt_project.yml), its models in dbt_project/.
-dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROFILES_DIR)
-
-
-def dbt_executable() -> str:
-    """The venv's dbt (next to this interpreter), so `dagster dev` needs no activated venv."""
-    from orchestration.transform.runner import dbt_executable as find
-
-    return find()
+from orchestration.core.modes import key_mode
+from orchestration.core.settings import load_settings
+from orchestration.embedded.environment import warehouse_url
+from orchestration.transform.runner import dbt_project, dbt_resource, parse
 
 
 def ensure_manifest() -> None:
@@ -36,8 +25,6 @@ def ensure_manifest() -> None:
     """
     dbt_project.prepare_if_dev()
     if not dbt_project.manifest_path.exists():
-        from orchestration.transform.runner import parse
-
         parse(dbt_project.target_path)
 
 
@@ -73,8 +60,6 @@ class WarehouseResource(dg.ConfigurableResource):
     def url(self) -> str:
         if self.database_url:
             return self.database_url
-        from orchestration.embedded.environment import warehouse_url
-
         return warehouse_url(load_settings())
 
     @contextmanager
@@ -83,36 +68,10 @@ class WarehouseResource(dg.ConfigurableResource):
             yield conn
 
 
-@contextmanager
-def dbt_environment(database_url: str) -> Iterator[None]:
-    """Exports the variables profiles/profiles.yml reads for the duration of a dbt command.
-
-    DbtCliResource passes os.environ to dbt; restoring it afterwards keeps in-process runs
-    (tests, the CLI) from leaking one warehouse's settings into the next.
-    """
-    from orchestration.core.warehouse import dbt_env
-
-    values = dbt_env(database_url)
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def build_resources() -> dict[str, object]:
     """The resources of the code location. Only names of environment variables, no values."""
     return {
         "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
         "warehouse": WarehouseResource(),
-        "dbt": DbtCliResource(
-            project_dir=dbt_project,
-            profiles_dir=str(PROFILES_DIR),
-            dbt_executable=dbt_executable(),
-        ),
+        "dbt": dbt_resource(),
     }

@@ -1,22 +1,23 @@
-"""Schedules: the main job every 15 minutes, the reconcile once a day (both overridable)."""
+"""Schedules: the main job every 15 minutes, the reconcile once a day (both overridable in
+Settings: STRIPE_SYNC_SCHEDULE_CRON, STRIPE_SYNC_RECONCILE_CRON, STRIPE_SYNC_SCHEDULE_TIMEZONE)."""
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from orchestration.core.settings import load_settings
 from orchestration.defs.jobs import stripe_reconcile_job, stripe_sync_job
 
-SYNC_CRON = os.environ.get("STRIPE_SYNC_SCHEDULE_CRON", "*/15 * * * *")  # every 15 minutes
-RECONCILE_CRON = os.environ.get("STRIPE_SYNC_RECONCILE_CRON", "30 3 * * *")  # daily at 03:30
-TIMEZONE = os.environ.get("STRIPE_SYNC_SCHEDULE_TIMEZONE", "UTC")
+_settings = load_settings()
+SYNC_CRON = _settings.stripe_sync_schedule_cron
+RECONCILE_CRON = _settings.stripe_sync_reconcile_cron
+TIMEZONE = _settings.stripe_sync_schedule_timezone
 
 
 def default_status() -> dg.DefaultScheduleStatus:
     """Running (the demo syncs on its own), unless STRIPE_SYNC_SCHEDULES=off."""
-    off = os.environ.get("STRIPE_SYNC_SCHEDULES", "on").lower() in ("off", "0", "false", "no")
-    return dg.DefaultScheduleStatus.STOPPED if off else dg.DefaultScheduleStatus.RUNNING
+    running = load_settings().stripe_sync_schedules
+    return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
 
 
 incremental_sync_schedule = dg.ScheduleDefinition(

@@ -6,6 +6,7 @@ from datetime import datetime
 import dagster as dg
 import psycopg
 
+from orchestration.core.rows import one_row
 from orchestration.defs.jobs import stripe_build_job
 from orchestration.defs.resources import WarehouseResource
 
@@ -38,8 +39,9 @@ def new_deliveries(conn: psycopg.Connection, cursor: str | None) -> tuple[int, s
         with conn.transaction():
             conn.execute(f"set local lock_timeout = '{LOCK_TIMEOUT}'")
             conn.execute("lock table stripe_raw.webhook_deliveries in share mode")
-            row = conn.execute(
-                """
+            row = one_row(
+                conn.execute(
+                    """
                 select count(*) filter (where outcome = 'applied'
                            and (%(after_at)s::timestamptz is null
                                 or received_at > %(after_at)s::timestamptz)),
@@ -47,8 +49,9 @@ def new_deliveries(conn: psycopg.Connection, cursor: str | None) -> tuple[int, s
                 from stripe_raw.webhook_deliveries
                 where seq > %(after_seq)s
                 """,
-                {"after_seq": after_seq, "after_at": after_at},
-            ).fetchone()
+                    {"after_seq": after_seq, "after_at": after_at},
+                )
+            )
     except (
         psycopg.errors.UndefinedTable,
         psycopg.errors.InvalidSchemaName,
@@ -85,7 +88,9 @@ def build_is_pending(instance: dg.DagsterInstance) -> bool:
 @dg.sensor(
     name="webhook_build_sensor",
     job=stripe_build_job,
-    minimum_interval_seconds=20,
+    # Webhook deliveries reach the segments in seconds: the sensor looks every 2 s, and a burst
+    # still becomes one build (none starts while one is queued or running).
+    minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Requests a build when webhook deliveries were applied to stripe_raw since the last"

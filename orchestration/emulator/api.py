@@ -6,10 +6,14 @@ import asyncio
 import base64
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, Router, request_response
 
 from orchestration.emulator.account import Account, KeyInfo
 from orchestration.emulator.params import ParamError, decode
@@ -185,106 +189,153 @@ class Ctx:
     require: Callable[[str], None] = lambda permission: None
 
 
+# A handler of the Stripe API: the request's context, its decoded parameters and the request
+# (its path parameters); returns the JSON body of a 200, or raises ApiError.
+Handler = Callable[["Ctx", dict[str, Any], Request], Any]
+
+
 class Api:
-    """ASGI application serving one Emulator."""
+    """ASGI application serving one Emulator: Starlette routes behind the network faults."""
 
     def __init__(self, emulator: Emulator) -> None:
         self.emu = emulator
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        method, path = scope["method"], scope["path"]
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        body = b""
-        if method in ("POST", "DELETE"):
-            body = await _read_body(receive)
-        if path.startswith("/_emulator/"):
-            status, payload, extra = self._control(method, path, body)
-            await _respond(send, status, payload, extra)
-            return
-        emu = self.emu
-        if emu.latency_ms:
-            await asyncio.sleep(emu.latency_ms / 1000)
-        fault = emu.limits.draw_fault()
-        route = f"{method} {_route_template(path)}"
-        if fault in ("reset", "timeout"):
-            emu.stats_counters.fault(fault)
-            emu.stats_counters.record(route, 0)
-            if fault == "timeout":
-                await asyncio.sleep(emu.limits.timeout_seconds)
-            await _reset(send)
-            return
-        request_id = "req_" + secrets.token_hex(7)
-        extra = {
-            "request-id": request_id,
-            "date": formatdate(emu.now() - emu.date_lag, usegmt=True),
-        }
-        try:
-            if fault is not None:
-                emu.stats_counters.fault(fault)
-                raise _fault_error(fault)
-            status, payload = self._handle(method, path, headers, body, scope, extra)
-        except ApiError as err:
-            status, payload = (
-                err.status,
-                {
-                    "error": {
-                        **err.body,
-                        "request_log_url": f"https://dashboard.stripe.com/logs/{request_id}",
-                    }
-                },
-            )
-        emu.stats_counters.record(route, status)
-        await _respond(send, status, payload, extra)
-
-    async def _lifespan(self, receive: Callable, send: Callable) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    def _control(self, method: str, path: str, body: bytes) -> tuple[int, Any, dict]:
-        """The /_emulator/* endpoints other processes (the CLI, benchmarks) drive."""
-        try:
-            params = decode(body.decode())
-        except ParamError as err:
-            return 400, {"error": {"type": "invalid_request_error", "message": str(err)}}, {}
-        if path == "/_emulator/stats" and method == "GET":
-            return 200, self.emu.stats(), {}
-        if path == "/_emulator/tick" and method == "POST":
-            events = self.emu.tick(int(params.get("steps", 1)))
-            return 200, {"events": events, "now": self.emu.now()}, {}
-        if path == "/_emulator/clock" and method == "POST":
-            self.emu.advance_clock(int(params.get("seconds", 0)))
-            return 200, {"now": self.emu.now()}, {}
-        return (
-            404,
-            {
-                "error": {
-                    "type": "invalid_request_error",
-                    "message": f"Unknown emulator endpoint {method} {path}",
-                }
-            },
-            {},
+        stripe, control = self._stripe, self._control
+        self.router = Router(
+            routes=[
+                Route("/_emulator/stats", control(self._stats), methods=["GET"]),
+                Route("/_emulator/tick", control(self._tick), methods=["POST"]),
+                Route("/_emulator/clock", control(self._clock), methods=["POST"]),
+                # Any other method and path: these two catch-alls are Mounts, which (unlike a
+                # Route of a function) match every method, so no request meets Starlette's 405.
+                Mount("/_emulator", request_response(control(None))),
+                Route("/v1/account", stripe(self._account), methods=["GET"]),
+                Route("/v1/webhook_endpoints", stripe(self._create_endpoint), methods=["POST"]),
+                Route(
+                    "/v1/webhook_endpoints/{endpoint_id}",
+                    stripe(self._delete_endpoint),
+                    methods=["DELETE"],
+                ),
+                # Writes we do not model (an update, say) still need the write permission first.
+                Route(
+                    "/v1/webhook_endpoints/{rest:path}",
+                    stripe(self._unmodelled_endpoint_write),
+                    methods=["POST", "DELETE"],
+                ),
+                Route(
+                    "/v1/webhook_endpoints",
+                    stripe(self._unmodelled_endpoint_write),
+                    methods=["DELETE"],
+                ),
+                Route("/v1/subscription_items", stripe(self._subscription_items), methods=["GET"]),
+                Route(
+                    "/v1/subscription_items/{item_id}",
+                    stripe(self._subscription_item),
+                    methods=["GET"],
+                ),
+                Route(
+                    "/v1/invoices/{invoice_id}/lines", stripe(self._invoice_lines), methods=["GET"]
+                ),
+                Route("/v1/checkout/sessions", stripe(self._resource), methods=["GET"]),
+                Route("/v1/checkout/sessions/{obj_id}", stripe(self._resource), methods=["GET"]),
+                Route("/v1/{name}", stripe(self._resource), methods=["GET"]),
+                Route("/v1/{name}/{obj_id}", stripe(self._resource), methods=["GET"]),
+                # Anything else: authenticated, limited and validated like any request, then 404.
+                Mount("", request_response(stripe(None))),
+            ],
+            # Stripe answers an unknown URL 404 rather than redirect it.
+            redirect_slashes=False,
         )
 
-    def _handle(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        body: bytes,
-        scope: dict,
-        extra: dict[str, str],
-    ) -> tuple[int, Any]:
-        key = self._authenticate(headers)
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        # Latency and network faults come before routing: a reset has no HTTP answer at all.
+        if scope["type"] == "http" and not scope["path"].startswith("/_emulator/"):
+            emu = self.emu
+            if emu.latency_ms:
+                await asyncio.sleep(emu.latency_ms / 1000)
+            fault = emu.limits.draw_fault()
+            if fault in ("reset", "timeout"):
+                emu.stats_counters.fault(fault)
+                emu.stats_counters.record(f"{scope['method']} {_route_template(scope['path'])}", 0)
+                if fault == "timeout":
+                    await asyncio.sleep(emu.limits.timeout_seconds)
+                await _reset(send)
+                return
+            scope.setdefault("state", {})["fault"] = fault
+        await self.router(scope, receive, send)
+
+    def _control(self, handler: Callable[[dict[str, Any]], Any] | None) -> Callable:
+        """An endpoint of /_emulator/*, which other processes (the CLI, benchmarks) drive; None
+        for the 404 of an unknown one."""
+
+        async def endpoint(request: Request) -> Response:
+            method, path = request.method, request.scope["path"]
+            body = await request.body() if method in ("POST", "DELETE") else b""
+            try:
+                params = decode(body.decode())
+            except ParamError as err:
+                return _json(400, {"error": {"type": "invalid_request_error", "message": str(err)}})
+            if handler is None or method == "HEAD":
+                message = f"Unknown emulator endpoint {method} {path}"
+                return _json(404, {"error": {"type": "invalid_request_error", "message": message}})
+            return _json(200, handler(params))
+
+        return endpoint
+
+    def _stats(self, params: dict[str, Any]) -> Any:
+        return self.emu.stats()
+
+    def _tick(self, params: dict[str, Any]) -> Any:
+        events = self.emu.tick(int(params.get("steps", 1)))
+        return {"events": events, "now": self.emu.now()}
+
+    def _clock(self, params: dict[str, Any]) -> Any:
+        self.emu.advance_clock(int(params.get("seconds", 0)))
+        return {"now": self.emu.now()}
+
+    def _stripe(self, handler: Handler | None) -> Callable:
+        """An endpoint of the Stripe API (None: an unknown URL). Every request, known or not, is
+        checked in Stripe's order: injected fault, key, rate limit, version, parameters; an
+        ApiError becomes Stripe's error body. Every answer carries a request id and a Date."""
+
+        async def endpoint(request: Request) -> Response:
+            emu = self.emu
+            method, path = request.method, request.scope["path"]
+            body = await request.body() if method in ("POST", "DELETE") else b""
+            request_id = "req_" + secrets.token_hex(7)
+            extra = {
+                "request-id": request_id,
+                "date": formatdate(emu.now() - emu.date_lag, usegmt=True),
+            }
+            try:
+                fault = request.state.fault
+                if fault is not None:
+                    emu.stats_counters.fault(fault)
+                    raise _fault_error(fault)
+                ctx, params = self._context(request, body, extra)
+                # Starlette serves HEAD with each GET route; Stripe knows no HEAD.
+                if handler is None or method == "HEAD":
+                    raise _unknown_route(method, path)
+                status, payload = 200, handler(ctx, params, request)
+            except ApiError as err:
+                status, payload = (
+                    err.status,
+                    {
+                        "error": {
+                            **err.body,
+                            "request_log_url": f"https://dashboard.stripe.com/logs/{request_id}",
+                        }
+                    },
+                )
+            emu.stats_counters.record(f"{method} {_route_template(path)}", status)
+            return _json(status, payload, extra)
+
+        return endpoint
+
+    def _context(
+        self, request: Request, body: bytes, extra: dict[str, str]
+    ) -> tuple[Ctx, dict[str, Any]]:
+        """The request's key, account, mode and API shape, and its decoded parameters."""
+        key = self._authenticate(request.headers)
         if not self.emu.limits.allow(key.account.id, key.livemode):
             raise ApiError(
                 429,
@@ -293,19 +344,20 @@ class Api:
                 type_="rate_limit_error",
                 code="rate_limit",
             )
-        version = headers.get("stripe-version") or key.account.default_version
+        version = request.headers.get("stripe-version") or key.account.default_version
         if not _VERSION.match(version):
             raise ApiError(400, f"Invalid Stripe API version: {version}", param="stripe-version")
         extra["stripe-version"] = version
         ctx = Ctx(key, key.account, key.livemode, version, shape_for(version))
         ctx.require = lambda permission: self._require(ctx, permission)
+        query = request.scope["query_string"].decode()
         try:
-            params = decode(scope["query_string"].decode() if method == "GET" else body.decode())
+            params = decode(query if request.method == "GET" else body.decode())
         except ParamError as err:
             raise ApiError(400, str(err), param=err.param) from err
-        return self._route(ctx, method, path, params)
+        return ctx, params
 
-    def _authenticate(self, headers: dict[str, str]) -> KeyInfo:
+    def _authenticate(self, headers: Mapping[str, str]) -> KeyInfo:
         auth = headers.get("authorization", "")
         key = ""
         if auth.startswith("Bearer "):
@@ -324,38 +376,77 @@ class Api:
             raise ApiError(401, f"Invalid API Key provided: {_mask(key)}")
         return info
 
-    def _route(self, ctx: Ctx, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
-        parts = path.strip("/").split("/")
-        if parts[0] != "v1" or len(parts) < 2:
-            raise _unknown_route(method, path)
-        rest = parts[1:]
-        if rest == ["account"] and method == "GET":
-            _only(params, {"expand"})
-            return 200, self.emu.account_object(ctx.account)
-        if rest[0] == "webhook_endpoints" and method in ("POST", "DELETE"):
-            self._require(ctx, "rak_webhook_write")
-            if method == "POST" and len(rest) == 1:
-                return 200, self.emu.create_webhook_endpoint(ctx.account, ctx.livemode, params)
-            if method == "DELETE" and len(rest) == 2:
-                return 200, self.emu.delete_webhook_endpoint(ctx.account, ctx.livemode, rest[1])
-            raise _unknown_route(method, path)
-        if method != "GET":
-            raise _unknown_route(method, path)
-        if rest[0] == "subscription_items":
-            self._require(ctx, "rak_subscription_read")
-            return 200, self._subscription_items(ctx, rest[1:], params, path)
-        if rest[0] == "invoices" and len(rest) == 3 and rest[2] == "lines":
-            self._require(ctx, "rak_invoice_read")
-            return 200, self._invoice_lines(ctx, rest[1], params, path)
-        name = "checkout/sessions" if rest[:2] == ["checkout", "sessions"] else rest[0]
-        ids = rest[2:] if name == "checkout/sessions" else rest[1:]
+    # --- the Stripe API's routes ------------------------------------------------------------
+
+    def _account(self, ctx: Ctx, params: dict[str, Any], request: Request) -> dict[str, Any]:
+        _only(params, {"expand"})
+        return self.emu.account_object(ctx.account)
+
+    def _create_endpoint(
+        self, ctx: Ctx, params: dict[str, Any], request: Request
+    ) -> dict[str, Any]:
+        self._require(ctx, "rak_webhook_write")
+        return self.emu.create_webhook_endpoint(ctx.account, ctx.livemode, params)
+
+    def _delete_endpoint(
+        self, ctx: Ctx, params: dict[str, Any], request: Request
+    ) -> dict[str, Any]:
+        self._require(ctx, "rak_webhook_write")
+        endpoint_id = request.path_params["endpoint_id"]
+        return self.emu.delete_webhook_endpoint(ctx.account, ctx.livemode, endpoint_id)
+
+    def _unmodelled_endpoint_write(
+        self, ctx: Ctx, params: dict[str, Any], request: Request
+    ) -> dict[str, Any]:
+        self._require(ctx, "rak_webhook_write")
+        raise _unknown_route(request.method, request.scope["path"])
+
+    def _subscription_item(
+        self, ctx: Ctx, params: dict[str, Any], request: Request
+    ) -> dict[str, Any]:
+        self._require(ctx, "rak_subscription_read")
+        _only(params, {"expand"})
+        item_id = request.path_params["item_id"]
+        item = self.emu.find_subscription_item(ctx.account, item_id, ctx.livemode, ctx.shape)
+        if item is None:
+            raise _no_such("subscription_item", item_id, "id")
+        for path in _expand_paths(params):
+            _expand(ctx, item, path.split("."), path)
+        return item
+
+    def _subscription_items(
+        self, ctx: Ctx, params: dict[str, Any], request: Request
+    ) -> dict[str, Any]:
+        self._require(ctx, "rak_subscription_read")
+        _only(params, _PAGING | {"subscription"})
+        if "subscription" not in params:
+            raise ApiError(400, "Missing required param: subscription.", param="subscription")
+        sub_id = _string(params, "subscription")
+        items = ctx.account.nested_list("subscriptions", sub_id, ctx.livemode, ctx.shape)
+        if items is None:
+            raise _no_such("subscription", sub_id, "subscription")
+        return _page_in_memory(items, params, request.scope["path"], ctx, "subscription_item")
+
+    def _invoice_lines(self, ctx: Ctx, params: dict[str, Any], request: Request) -> dict[str, Any]:
+        self._require(ctx, "rak_invoice_read")
+        _only(params, _PAGING)
+        invoice_id = request.path_params["invoice_id"]
+        lines = ctx.account.nested_list("invoices", invoice_id, ctx.livemode, ctx.shape)
+        if lines is None:
+            raise _no_such("invoice", invoice_id, "invoice")
+        return _page_in_memory(lines, params, request.scope["path"], ctx, "line_item")
+
+    def _resource(self, ctx: Ctx, params: dict[str, Any], request: Request) -> dict[str, Any]:
+        """A list (no id) or one object of a resource in RESOURCES."""
+        path = request.scope["path"]
+        name = request.path_params.get("name", "checkout/sessions")
         res = RESOURCES.get(name)
-        if res is None or len(ids) > 1:
-            raise _unknown_route(method, path)
+        if res is None:
+            raise _unknown_route(request.method, path)
         self._require(ctx, res.permission)
-        if ids:
-            return 200, self._retrieve(ctx, name, res, ids[0], params)
-        return 200, self._list(ctx, name, res, params, path)
+        if "obj_id" in request.path_params:
+            return self._retrieve(ctx, name, res, request.path_params["obj_id"], params)
+        return self._list(ctx, name, res, params, path)
 
     def _require(self, ctx: Ctx, permission: str) -> None:
         perms = ctx.key.permissions
@@ -478,35 +569,6 @@ class Api:
         q.type_globs = types or None
         q.not_before = self.emu.now() - EVENTS_WINDOW
 
-    def _subscription_items(
-        self, ctx: Ctx, ids: list[str], params: dict[str, Any], url: str
-    ) -> dict[str, Any]:
-        if ids:
-            _only(params, {"expand"})
-            item = self.emu.find_subscription_item(ctx.account, ids[0], ctx.livemode, ctx.shape)
-            if item is None:
-                raise _no_such("subscription_item", ids[0], "id")
-            for path in _expand_paths(params):
-                _expand(ctx, item, path.split("."), path)
-            return item
-        _only(params, _PAGING | {"subscription"})
-        if "subscription" not in params:
-            raise ApiError(400, "Missing required param: subscription.", param="subscription")
-        sub_id = _string(params, "subscription")
-        items = ctx.account.nested_list("subscriptions", sub_id, ctx.livemode, ctx.shape)
-        if items is None:
-            raise _no_such("subscription", sub_id, "subscription")
-        return _page_in_memory(items, params, url, ctx, "subscription_item")
-
-    def _invoice_lines(
-        self, ctx: Ctx, invoice_id: str, params: dict[str, Any], url: str
-    ) -> dict[str, Any]:
-        _only(params, _PAGING)
-        lines = ctx.account.nested_list("invoices", invoice_id, ctx.livemode, ctx.shape)
-        if lines is None:
-            raise _no_such("invoice", invoice_id, "invoice")
-        return _page_in_memory(lines, params, url, ctx, "line_item")
-
 
 def _filtered_page(
     account: Account, q: ListQuery, res: Resource, post: dict[str, Any]
@@ -528,10 +590,13 @@ def _filtered_page(
         if len(out) > wanted or not more or not rows:
             break
         edge = ordered[-1]
+        n = account.store.key_of(q.kind, edge["id"])
+        if n is None:  # the store numbers every row it returns
+            raise RuntimeError(f"{edge['id']} came back from the store without a row number")
         if backwards:
-            scan.before = (edge["created"], account.store.key_of(q.kind, edge["id"]))
+            scan.before = (edge["created"], n)
         else:
-            scan.after = (edge["created"], account.store.key_of(q.kind, edge["id"]))
+            scan.after = (edge["created"], n)
     has_more = len(out) > wanted
     out = out[:wanted]
     if backwards:
@@ -714,21 +779,8 @@ def _route_template(path: str) -> str:
     return "/" + "/".join(out)
 
 
-async def _read_body(receive: Callable) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(send: Callable, status: int, payload: Any, extra: dict[str, str]) -> None:
-    body = dumps(payload)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(payload), status, headers, media_type="application/json")
 
 
 async def _reset(send: Callable) -> None:

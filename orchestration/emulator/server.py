@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import threading
@@ -15,6 +16,7 @@ import uvicorn
 from orchestration.emulator.account import PERMISSIONS, Account, Clock, KeyInfo
 from orchestration.emulator.api import Api, ApiError
 from orchestration.emulator.generator import generate, load_or_generate
+from orchestration.emulator.lifecycle import Lifecycle
 from orchestration.emulator.limits import FAULT_KINDS, Limits, Stats
 from orchestration.emulator.render import (
     CURRENT_SHAPE,
@@ -116,7 +118,7 @@ class Emulator:
             rng=random.Random(seed),  # noqa: S311 - reproducible, not secret
             store=Store(db_path),
         )
-        acc.on_event = lambda evt, acc=acc: self._on_event(acc, evt)
+        acc.on_event = functools.partial(self._on_event, acc)
         return acc
 
     # --- keys -------------------------------------------------------------------------------
@@ -155,8 +157,6 @@ class Emulator:
 
     def tick(self, steps: int = 1) -> list[str]:
         """Applies `steps` random lifecycle changes; returns the ids of the events written."""
-        from orchestration.emulator.lifecycle import Lifecycle
-
         with self.lock:
             if not hasattr(self, "_lifecycle"):
                 rng = random.Random(self.seed * 97 + 3)  # noqa: S311 - reproducible, not secret

@@ -3,10 +3,8 @@ concurrently, pages streamed into Postgres in bounded batches, progress committe
 
 from __future__ import annotations
 
-import ctypes
 import math
 import queue
-import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -34,8 +32,6 @@ GROWTH = 1.5  # each older slice this much wider than the newer one (see _slice_
 # measured on 100k objects: 3 pages cost 5 % more requests than 8.
 MIN_SPLIT_PAGES = 8
 QUEUED_PAGES = 8  # per writer: the bound on pages (bodies) waiting in memory
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's <malloc.h>
-MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, made fixed (_return_page_buffers_to_os)
 
 
 @dataclass(frozen=True)
@@ -112,31 +108,6 @@ def initial_jobs(spec: ObjectSpec, progress: dict[str, Any]) -> list[Job]:
     return jobs
 
 
-def _return_page_buffers_to_os() -> None:
-    """Fixes glibc's mmap threshold at 128 KiB, so that the large buffers of a page (its body,
-    the body's text, its COPY row: 100-300 KB each) never grow malloc's arenas: they reuse free
-    space there or get a mapping of their own, unmapped when freed. Memory then follows the pages
-    in flight (THREADS, WRITERS × QUEUED_PAGES), not the number of pages read.
-
-    glibc starts at this threshold but raises it to the size of every mapped block freed, so after
-    the first pages the bodies are carved from its arenas (one per thread, up to 8 per core), which
-    keep them as free space once written. Measured on a 100k-customer backfill (tracemalloc and
-    mallinfo2): Python's traced memory stayed at 30-50 MB and malloc's in-use at 15-30 MB, while
-    the free memory malloc kept grew from 19 to 97 MB and RSS from 81 to 172 MB. With the threshold
-    fixed (setting it turns the raising off) RSS stayed at 70-90 MB for the whole run, and under 110
-    MB through a 1M-customer backfill. MALLOC_ARENA_MAX=2 alone still grew to 111 MB at 100k. The
-    price is page faults on fresh mappings: under 1 ms of system CPU per page. Process-wide, so the
-    events replay benefits too; without glibc's `mallopt` (macOS, Windows) this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-
-
 def _slice_bounds(lo: int, hi: int, k: int) -> list[int]:
     """k slices of [lo, hi), each GROWTH times wider than the next newer one. Accounts grow, so
     objects are denser in recent times: equal-width slices would leave the old ones nearly empty
@@ -180,7 +151,6 @@ class Backfill:
         self._stop = threading.Event()
 
     def run(self, specs: Iterable[ObjectSpec]) -> None:
-        _return_page_buffers_to_os()
         jobs = [job for spec in specs for job in initial_jobs(spec, self.progress[spec.table])]
         jobs = [self._assign(job) for job in jobs]
         if not jobs:
@@ -283,7 +253,7 @@ class Backfill:
         return self._follow_ups(job, count, newest, oldest, last_id) if has_more else []
 
     def _follow_ups(
-        self, job: Job, count: int, newest: int, oldest: int, last_id: str
+        self, job: Job, count: int, newest: int, oldest: int, last_id: str | None
     ) -> list[Job]:
         """Continue the window below the last object; when workers would sit idle, split what
         is left into time slices read in parallel, each expected to hold several pages. Splitting

@@ -27,6 +27,8 @@ from orchestration.core.errors import (
     StripeUnavailableError,
 )
 from orchestration.core.modes import key_mode
+from orchestration.core.pacing import TokenBucket
+from orchestration.extract.objects import EVENTS_PERMISSION, OBJECTS
 
 # The SDK logs every request at INFO; at hundreds of requests a second that buries our own lines.
 logging.getLogger("stripe").setLevel(logging.WARNING)
@@ -56,30 +58,11 @@ def sanitize(text: str) -> str:
     return _KEY_PATTERN.sub("[redacted key]", text)
 
 
-class TokenBucket:
-    """Paces requests just below a rate for every thread of the process. Pacing beats hammering and
-    backing off (measured against the peers: unpaced threads met 429 storms and ran slower)."""
-
-    def __init__(self, rate: float, burst: float = 2.0) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._next_free = time.monotonic()
-        self._lock = threading.Lock()
-
-    @property
-    def backlog(self) -> float:
-        """Seconds of requests already waiting for the budget (0 when it has room)."""
-        return max(0.0, self._next_free - time.monotonic())
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            # Allow a small burst, never a whole second's worth: servers count in short windows.
-            start = max(self._next_free, now - self.burst / self.rate)
-            self._next_free = start + 1.0 / self.rate
-            wait = start - now
-        if wait > 0:
-            time.sleep(wait)
+# Pacing beats hammering and backing off (measured against the peers: unpaced threads met 429
+# storms and ran slower). A bucket of three paces requests just below the rate for every thread
+# of the process: after a pause it lets a small burst through, never a whole second's worth,
+# since servers count in short windows. It starts with one token, so a new client does not burst.
+PACING_CAPACITY = 3.0
 
 
 _buckets: dict[tuple[str, bool], TokenBucket] = {}
@@ -90,7 +73,9 @@ def shared_bucket(api_base: str, livemode: bool, rate: float) -> TokenBucket:
     """One bucket per API and mode for the whole process, so concurrent syncs and webhook re-fetches
     share one budget; the newest caller's rate wins."""
     with _buckets_lock:
-        bucket = _buckets.setdefault((api_base, livemode), TokenBucket(rate))
+        bucket = _buckets.get((api_base, livemode))
+        if bucket is None:
+            bucket = _buckets[(api_base, livemode)] = TokenBucket(rate, PACING_CAPACITY, tokens=1)
         bucket.rate = rate
         return bucket
 
@@ -107,7 +92,9 @@ class RequestStats:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def add(self, *, requests: int = 0, retries: int = 0, rate_limited: int = 0, secs=0.0) -> None:
+    def add(
+        self, *, requests: int = 0, retries: int = 0, rate_limited: int = 0, secs: float = 0.0
+    ) -> None:
         with self._lock:
             self.requests += requests
             self.retries += retries
@@ -296,8 +283,6 @@ class _NotFound(StripeSyncError):
 
 def permission_for_path(path: str) -> str:
     """The Dashboard's name for the permission a GET needs."""
-    from orchestration.extract.objects import EVENTS_PERMISSION, OBJECTS
-
     if path.startswith("/v1/events"):
         return EVENTS_PERMISSION
     if path.startswith("/v1/webhook_endpoints"):

@@ -15,6 +15,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from orchestration.core.modes import SyncMode
+from orchestration.core.rows import one_row
 from orchestration.extract import items, loader, state
 from orchestration.extract.client import Response, StripeApi
 from orchestration.extract.objects import BY_STRIPE_OBJECT, BY_TABLE, OBJECTS, ObjectSpec
@@ -262,7 +264,7 @@ def apply_events(
     result = ApplyResult(events=len(events))
     touches = coalesce(events)
     with conn.transaction():
-        new_only = _sync_mode(conn, client.livemode) == "new-only"
+        new_only = _sync_mode(conn, client.livemode) == SyncMode.new_only
         keys = [(t.spec.table, t.object_id) for t in touches]
         if new_only:  # customers completed on first touch are written too
             keys += [("customers", c) for c in map(_customer_of, touches) if c]
@@ -420,7 +422,7 @@ def _whole_customer(
 
 
 def refresh_stored_customers(
-    conn: psycopg.Connection, client: StripeApi, progress: dict[str, Any]
+    conn: psycopg.Connection, client: StripeApi, progress: state.RefreshProgress
 ) -> ApplyResult:
     """New-only mode, when the events cursor has outlived Stripe's event retention: the changes
     since then cannot be replayed, and a backfill would import the history the user chose to
@@ -489,7 +491,7 @@ def run_incremental(
     total = ApplyResult()
     drained_at = None
     # Rows this sync writes from here on carry a later synced_at: poll_heads tells them apart.
-    started = conn.execute("select now()").fetchone()[0]
+    started = one_row(conn.execute("select now()"))[0]
     late = _same_second_as_cursor(conn, client, cursor, cursor_second, since)
     if late:
         _add(total, apply_events(conn, client, late))
@@ -552,7 +554,7 @@ def poll_heads(
     (before `stored_before`, when given). Skipped in new-only mode, which imports only what
     events bring."""
     written: Counter[str] = Counter()
-    if _sync_mode(conn, client.livemode) == "new-only":
+    if _sync_mode(conn, client.livemode) == SyncMode.new_only:
         return written
     for spec in (s for s in OBJECTS if s.created_without_event):
         params: dict[str, Any] = {"limit": PAGE_SIZE, **spec.list_params}
@@ -564,7 +566,9 @@ def poll_heads(
             query = sql.SQL("select id, synced_at from stripe_raw.{} where id = any(%s)").format(
                 sql.Identifier(spec.table)
             )
-            stored = dict(conn.execute(query, ([o["id"] for o in page],)).fetchall())
+            stored: dict[str, datetime] = dict(
+                conn.execute(query, ([o["id"] for o in page],)).fetchall()
+            )
             known = set(stored)
             # The stop is a row stored by an earlier sync. One this sync's events just stored (a
             # new session completed) can sit above older new ones that have no event: stopping

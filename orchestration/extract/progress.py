@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from types import TracebackType
 
+from rich.progress import MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
 log = logging.getLogger("stripe_sync.extract")
 LOG_EVERY = 5.0  # seconds between plain progress lines
 # What a phase is called where its table name would mislead: the backfill reads the events Stripe
@@ -26,10 +28,8 @@ class Reporter:
         self._started = time.monotonic()
         self._last_line = self._started
         self._progress = None
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         if bar and sys.stderr.isatty():
-            from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
             self._progress = Progress(
                 TextColumn("{task.description:<18}"),
                 MofNCompleteColumn(),

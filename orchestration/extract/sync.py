@@ -13,11 +13,11 @@ import psycopg
 
 from orchestration.core.errors import (
     DatabaseError,
-    SettingsError,
     StateMismatchError,
     StripeSyncError,
     SyncBusyError,
 )
+from orchestration.core.modes import SyncMode, parse_sync_mode
 from orchestration.extract import backfill, events, items, loader, state
 from orchestration.extract.client import API_VERSION, StripeApi, sanitize
 from orchestration.extract.objects import EVENT_HISTORY, OBJECTS, STATE_OBJECTS
@@ -25,7 +25,6 @@ from orchestration.extract.preflight import AccessReport, check_access, require_
 from orchestration.extract.progress import Reporter
 
 log = logging.getLogger("stripe_sync.extract")
-MODES = ("import-existing", "new-only")
 # Where an account's data starts when Stripe does not say: before Stripe existed.
 STRIPE_EPOCH = 1293840000  # 2011-01-01
 RECORD_FAILURE_WAIT = 15.0  # seconds to wait for a lost warehouse to take the failure record
@@ -109,7 +108,7 @@ def sync_stripe(
     api_key: str,
     *,
     api_base: str = "https://api.stripe.com",
-    mode: str = "import-existing",
+    mode: str = SyncMode.import_existing,
     reset: bool = False,
     max_rps: float | None = None,
     progress: bool = False,
@@ -121,8 +120,7 @@ def sync_stripe(
     objects (or, with mode="new-only", starts from now); later syncs replay events. Raises a
     StripeSyncError subclass, with nothing written, on a bad key, a missing permission, another
     account's key (unless reset) or a concurrent sync."""
-    if mode not in MODES:
-        raise SettingsError(f"unknown sync mode {mode!r}", "use import-existing or new-only")
+    mode = parse_sync_mode(mode)
     started = time.monotonic()
     client = StripeApi(api_key, api_base, max_rps=max_rps, api_version=api_version)
     access = check_access(api_key, api_base, client=client)
@@ -291,10 +289,10 @@ def _first_sync(
         mode=mode,
         cursor=cursor,
         cursor_at=now,
-        backfill_done=mode == "new-only",
+        backfill_done=mode == SyncMode.new_only,
     )
     log.info("first sync in %s mode: %s", "live" if client.livemode else "test", mode)
-    return ("new-only" if mode == "new-only" else "backfill"), second
+    return ("new-only" if mode == SyncMode.new_only else "backfill"), second
 
 
 def _later_sync_kind(
@@ -311,12 +309,12 @@ def _later_sync_kind(
     if problem is not None:
         action = (
             "refreshing the customers already stored, then restarting from now"
-            if mode == "new-only"
+            if mode == SyncMode.new_only
             else "running a fresh backfill"
         )
         warning = f"{problem}: changes since then cannot be replayed, {action}"
         log.warning("%s", warning)
-        if mode == "new-only":
+        if mode == SyncMode.new_only:
             # A backfill would import the history the user chose to skip (events.py's
             # refresh_stored_customers). The old cursor stays until the refresh commits its
             # last rows, so a killed refresh runs again.

@@ -1,4 +1,5 @@
-"""Runs the dbt project (fields, feed, segments) against a warehouse: `build` and `parse`."""
+"""The one dbt runner: `stripe-sync build`, the Dagster asset, `dbt parse` and `make docs` all run
+dbt through dagster-dbt's DbtCliResource, in one environment (`dbt_environment`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,14 +16,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from dagster_dbt import DbtCliResource, DbtProject
 
 from orchestration.core.errors import BuildError, DatabaseError
 from orchestration.core.warehouse import dbt_env, parse_database_url
+from orchestration.extract import loader
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROFILES_DIR = PROJECT_DIR / "profiles"
 DEFAULT_TARGET_PATH = PROJECT_DIR / "target"
-RAW_TABLES_SQL = PROJECT_DIR / "orchestration" / "extract" / "sql" / "create_raw_tables.sql"
+DOCS_PORT = 8080
+# dbt_project.yml's default of var stale_after_hours, which Settings overrides on every build.
+STALE_AFTER_HOURS = 24
+
+# The dbt project sits at the repo root (dbt_project.yml), its models in dbt_project/.
+dbt_project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROFILES_DIR)
 
 # Failure statuses in dbt's run_results.json (models: error; tests: fail / error).
 _FAILED_STATUSES = {"error", "fail", "runtime error"}
@@ -91,12 +98,17 @@ def target_path_for(database_url: str) -> Path:
     return DEFAULT_TARGET_PATH / "builds" / f"{params.dbname}-{key}"
 
 
-def dbt_vars(*, as_of: datetime | None, livemode: bool) -> str:
-    """The --vars of a build: as_of as ISO-8601 UTC ("" = the build's own start time)."""
+def dbt_vars(
+    *, as_of: datetime | None, livemode: bool, stale_after_hours: int = STALE_AFTER_HOURS
+) -> str:
+    """The --vars of a build: as_of as ISO-8601 UTC ("" = the build's own start time), the mode,
+    and the staleness threshold (Settings.stripe_sync_stale_after_hours)."""
     if as_of is not None and as_of.tzinfo is None:
         raise BuildError("--as-of has no timezone", "give one, e.g. 2026-11-20T12:00:00Z")
     value = as_of.astimezone(UTC).isoformat() if as_of is not None else ""
-    return json.dumps({"as_of": value, "livemode": bool(livemode)})
+    return json.dumps(
+        {"as_of": value, "livemode": bool(livemode), "stale_after_hours": int(stale_after_hours)}
+    )
 
 
 def build(
@@ -107,6 +119,8 @@ def build(
     select: str | None = None,
     target_path: Path | None = None,
     full_refresh: bool = False,
+    stale_after_hours: int = STALE_AFTER_HOURS,
+    selector: str | None = None,
 ) -> BuildResult:
     """Runs `dbt build` (seeds, models, unit and data tests) on the warehouse.
 
@@ -118,9 +132,13 @@ def build(
     empty marts instead of an error.
     """
     target = target_path or target_path_for(database_url)
-    args = ["build", "--vars", dbt_vars(as_of=as_of, livemode=livemode)]
+    build_vars = dbt_vars(as_of=as_of, livemode=livemode, stale_after_hours=stale_after_hours)
+    args = ["build", "--vars", build_vars]
     if select:
         args += ["--select", select]
+    # selectors.yml: `incremental` is the production build (models, reader_guard checks only).
+    if selector:
+        args += ["--selector", selector]
     if full_refresh:
         args.append("--full-refresh")
     with build_lock(database_url):
@@ -128,7 +146,7 @@ def build(
         # A failure before dbt writes its results must not be read as the previous build's.
         (target / "run_results.json").unlink(missing_ok=True)
         started = time.monotonic()
-        completed = _run_dbt(args, database_url, target)
+        completed = run_dbt(args, database_url, target)
         duration = time.monotonic() - started
     nodes = _read_run_results(target)
     result = BuildResult(
@@ -150,10 +168,10 @@ def parse(target_path: Path | None = None) -> Path:
     Parsing needs no database connection, so the profile's defaults suffice.
     """
     target = target_path or DEFAULT_TARGET_PATH
-    completed = _run_dbt(["parse"], None, target)
+    completed = run_dbt(["parse"], None, target)
     manifest = target / "manifest.json"
     if completed.returncode != 0 or not manifest.exists():
-        last = _last_error_line(completed.stdout + completed.stderr)
+        last = _last_error_line(completed.errors)
         raise BuildError(f"dbt parse failed: {last}", "run `make lint` to see the full dbt output")
     return manifest
 
@@ -183,9 +201,25 @@ def build_lock(database_url: str) -> Iterator[None]:
 
 
 def ensure_raw_tables(database_url: str) -> None:
-    """Creates the stripe_raw tables if missing (the extractor's idempotent DDL)."""
+    """Creates the stripe_raw tables if missing, as the extractor does (its DDL, under its lock),
+    so a build before the first sync yields empty marts instead of an error."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(RAW_TABLES_SQL.read_text())
+        loader.ensure_raw_tables(conn)
+
+
+def build_livemode(key_mode: str | None, database_url: str) -> bool:
+    """The mode whose data reaches the marts: the key's, else that of the latest sync."""
+    if key_mode is not None:
+        return key_mode == "live"
+    with psycopg.connect(database_url) as conn:
+        try:
+            row = conn.execute(
+                "select livemode from stripe_raw.sync_state"
+                " order by last_success_at desc nulls last limit 1"
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
+    return bool(row and row[0])
 
 
 def dbt_process_env(database_url: str | None) -> dict[str, str]:
@@ -201,32 +235,74 @@ def dbt_process_env(database_url: str | None) -> dict[str, str]:
     return env
 
 
-# Kept for callers written before these became public.
-_build_lock = build_lock
-_ensure_raw_tables = ensure_raw_tables
+@contextmanager
+def dbt_environment(database_url: str | None) -> Iterator[None]:
+    """Exports dbt_process_env for the duration of a dbt command, then restores os.environ.
+
+    DbtCliResource hands os.environ to dbt; restoring it keeps in-process runs (tests, the CLI)
+    from leaking one warehouse's settings into the next.
+    """
+    values = dbt_process_env(database_url)
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def _run_dbt(
-    args: list[str], database_url: str | None, target: Path
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **dbt_process_env(database_url)}
-    target.mkdir(parents=True, exist_ok=True)
-    command = [
-        dbt_executable(),
-        "--no-use-colors",
-        *args,
-        "--profiles-dir",
-        str(PROFILES_DIR),
-        "--project-dir",
-        str(PROJECT_DIR),
-        "--target-path",
-        str(target),
-        "--log-path",
-        str(target / "logs"),
-    ]
-    return subprocess.run(
-        command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+def dbt_resource() -> DbtCliResource:
+    """The dbt CLI every run uses: the venv's dbt, this project, its profiles, no colour codes."""
+    return DbtCliResource(
+        project_dir=dbt_project,
+        profiles_dir=str(PROFILES_DIR),
+        dbt_executable=dbt_executable(),
+        global_config_flags=["--no-use-colors"],
     )
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    """How a dbt command ended: its exit status and the error lines it logged."""
+
+    returncode: int
+    errors: list[str]
+
+
+def run_dbt(args: list[str], database_url: str | None, target: Path) -> DbtRun:
+    """Runs one dbt command into `target` (artifacts and dbt.log), keeping its error lines.
+
+    Each warehouse keeps its own target folder, so dbt's partial parsing stays warm across runs.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    with dbt_environment(database_url):
+        invocation = dbt_resource().cli(args, raise_on_error=False, target_path=target)
+        for event in invocation.stream_raw_events():
+            info = event.raw_event.get("info", {})
+            if info.get("level") == "error" and info.get("msg"):
+                errors.append(str(info["msg"]))
+        invocation.wait()
+    return DbtRun(returncode=invocation.process.returncode or 0, errors=errors)
+
+
+def generate_docs(database_url: str, target: Path) -> None:
+    """`dbt docs generate` against the warehouse (the catalog reads its tables and columns)."""
+    completed = run_dbt(["docs", "generate"], database_url, target)
+    if completed.returncode != 0:
+        raise BuildError(
+            f"dbt docs generate failed: {_last_error_line(completed.errors)}",
+            _failure_fix(target),
+        )
+
+
+def serve_docs(target: Path, port: int = DOCS_PORT) -> None:
+    """`dbt docs serve` of generated docs, until interrupted."""
+    run_dbt(["docs", "serve", "--port", str(port), "--no-browser"], None, target)
 
 
 def _read_run_results(target: Path) -> list[NodeResult]:
@@ -245,22 +321,24 @@ def _read_run_results(target: Path) -> list[NodeResult]:
     ]
 
 
-def _failure_summary(result: BuildResult, completed: subprocess.CompletedProcess[str]) -> str:
+def _failure_summary(result: BuildResult, completed: DbtRun) -> str:
     failed = result.failures
     if not failed:
-        return f"dbt build failed: {_last_error_line(completed.stdout + completed.stderr)}"
+        return f"dbt build failed: {_last_error_line(completed.errors)}"
     names = ", ".join(node.name for node in failed[:8])
     more = f" and {len(failed) - 8} more" if len(failed) > 8 else ""
     return f"dbt build failed: {len(failed)} failing ({names}{more})"
 
 
 def _failure_fix(target: Path) -> str:
-    return f"see {target / 'logs' / 'dbt.log'} for the failing SQL and rows"
+    return f"see {target / 'dbt.log'} for the failing SQL and rows"
 
 
-def _last_error_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
+def _last_error_line(errors: list[str]) -> str:
+    lines = [
+        " ".join(line.split()) for text in errors for line in text.splitlines() if line.strip()
+    ]
     for line in reversed(lines):
         if "error" in line.lower():
-            return " ".join(line.split())[:300]
+            return line[:300]
     return lines[-1][:300] if lines else "no output"

@@ -35,15 +35,16 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from orchestration.core.errors import SettingsError
 from orchestration.core.settings import Settings
+from orchestration.embedded.environment import check_database, warehouse_url
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.webhooks.store import (
     PERMANENT,
     UNAVAILABLE,
-    ConnectionPool,
     Outcome,
     describe_error,
     ensure_webhook_tables,
     log_rejections,
+    open_pool,
     record_failure,
     store_events,
 )
@@ -84,7 +85,7 @@ class Receiver:
         self.max_batch = max_batch
         self.database_url = database_url
         # One more connection than writers: /healthz never waits behind batches.
-        self.pool = ConnectionPool(database_url, size=writers + 1)
+        self.pool = open_pool(database_url, size=writers + 1)
         self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[Outcome]]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._schema_ready = False
@@ -483,8 +484,6 @@ def server_config(
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
     """Runs the endpoint with uvicorn until interrupted."""
-    from orchestration.embedded.environment import check_database, warehouse_url
-
     secrets = settings.webhook_secrets
     if not secrets:
         raise SettingsError(
@@ -492,7 +491,7 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
             "run `stripe-sync webhooks register URL` and put the secret it prints in .env as"
             " STRIPE_WEBHOOK_SECRET",
         )
-    settings.require_api_key(
+    api_key = settings.require_api_key(
         "export the secret or restricted key of the account the endpoint belongs to: the"
         " webhook receiver re-reads objects with it"
     )
@@ -501,7 +500,7 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     # Few retries: Stripe redelivers a webhook we answer 5xx, so a writer should not wait minutes
     # on a re-fetch while Stripe is down.
     client = StripeApi(
-        settings.api_key,
+        api_key,
         settings.stripe_api_base,
         max_rps=settings.stripe_max_rps,
         max_attempts=WEBHOOK_REFETCH_ATTEMPTS,

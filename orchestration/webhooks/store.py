@@ -1,20 +1,18 @@
-"""Where verified events go: a small pool of connections, and one transaction per batch that
-stores the events, applies them through the extractor's `apply_events` and logs the deliveries;
-the delivery log's other rows (failed events, summarized rejections) and its retention."""
+"""Where verified events go: a small psycopg_pool of connections, and one transaction per batch
+that stores the events, applies them through the extractor's `apply_events` and logs the
+deliveries; the delivery log's other rows (failed events, summarized rejections), its retention."""
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from orchestration.core.errors import StripeKeyError, StripeSyncError, StripeUnavailableError
 from orchestration.extract import loader
@@ -60,46 +58,26 @@ def ensure_webhook_tables(conn: psycopg.Connection) -> None:
         conn.execute(read_sql("create_webhook_tables"))
 
 
-class ConnectionPool:
+def open_pool(database_url: str, size: int) -> ConnectionPool:
     """At most `size` autocommit connections, opened on demand and reused. A connection that
-    failed (server gone, terminated) is dropped, so the next request reconnects."""
-
-    def __init__(self, database_url: str, size: int) -> None:
-        self.database_url = database_url
-        self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(size)
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        self._slots.acquire()
-        conn: psycopg.Connection | None = None
-        try:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                conn = psycopg.connect(
-                    self.database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-                )
-            yield conn
-        except BaseException:
-            if conn is not None and (conn.closed or conn.broken):
-                conn.close()
-                conn = None
-            raise
-        finally:
-            if conn is not None and not conn.closed:
-                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                    self._idle.put(conn)
-                else:
-                    conn.close()
-            self._slots.release()
-
-    def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+    broke (server gone, terminated) is dropped when it comes back, so a later request reconnects;
+    one returned mid-transaction is rolled back."""
+    return ConnectionPool(
+        database_url,
+        # None at start: the receiver starts, and answers 503, while the database is down.
+        min_size=0,
+        max_size=size,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+        name="webhooks",
+        # While the database is unreachable a request waits this long for a connection, then
+        # fails as unavailable (PoolTimeout is an OperationalError: 503, so Stripe redelivers).
+        timeout=CONNECT_TIMEOUT,
+        # psycopg_pool retries a failed connect in the background with back-off, and starts no
+        # other attempt meanwhile. Giving up well before a request's timeout means the next
+        # request after an outage connects at once instead of waiting for a back-off to expire.
+        reconnect_timeout=CONNECT_TIMEOUT / 5,
+        open=True,
+    )
 
 
 @dataclass

@@ -10,14 +10,13 @@ import pytest
 from dbt_raw_dataset import AS_OF, insert_raw_dataset
 
 from orchestration.core.warehouse import with_database
-from orchestration.transform.runner import RAW_TABLES_SQL, BuildResult, build
+from orchestration.transform.runner import BuildResult, build, ensure_raw_tables
 from tests.conftest import _create_database, _drop_database
 
 
 def create_raw_tables(database_url: str) -> None:
     """Runs the extractor's DDL, as the first sync would."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(RAW_TABLES_SQL.read_text())
+    ensure_raw_tables(database_url)
 
 
 @pytest.fixture(scope="session")

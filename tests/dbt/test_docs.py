@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import fetch_dicts
 
+from orchestration.cli.commands import run_docs
+from orchestration.core.settings import load_settings
 from orchestration.transform.runner import BuildResult, parse
 
 # CONTRACT.md's "Encharge field" for columns that name one field each.
@@ -122,14 +124,12 @@ def test_make_docs_writes_a_catalog_and_a_log_without_colour_codes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from orchestration.transform.docs import main
-
     url, _ = built_warehouse
     monkeypatch.setenv("DATABASE_URL", url)
-    main(["--target-path", str(tmp_path)])
+    run_docs(load_settings(), serve=False, port=8080, target_path=tmp_path)
     assert (tmp_path / "index.html").is_file()
     catalog = json.loads((tmp_path / "catalog.json").read_text())
     assert "model.stripe_sync.customer_fields" in catalog["nodes"]
-    log = (tmp_path / "logs" / "dbt.log").read_text()
+    log = (tmp_path / "dbt.log").read_text()
     assert "docs generate" in log or "Catalog written" in log
     assert "\x1b[" not in log

@@ -18,6 +18,7 @@ from orchestration.defs.checks import (
     raw_checks,
     read_other_mode_rows,
     read_sync_lags,
+    stale_after_seconds,
     sync_lag_result,
 )
 from orchestration.defs.resources import WarehouseResource
@@ -30,24 +31,26 @@ RAW_DDL = PROJECT_ROOT / "orchestration" / "extract" / "sql" / "create_raw_table
     ("lag", "passed", "severity"),
     [
         (60.0, True, dg.AssetCheckSeverity.WARN),
-        (2 * HOUR, False, dg.AssetCheckSeverity.WARN),
+        (23 * HOUR, True, dg.AssetCheckSeverity.WARN),
         (25 * HOUR, False, dg.AssetCheckSeverity.ERROR),
         (None, False, dg.AssetCheckSeverity.WARN),
     ],
-    ids=["recent", "over-an-hour-warns", "over-a-day-fails", "never-synced-warns"],
+    ids=["recent", "within-the-day", "over-a-day-fails", "never-synced-warns"],
 )
-def test_sync_is_recent_warns_after_an_hour_and_fails_after_a_day(
+def test_sync_is_recent_fails_past_the_staleness_threshold(
     lag: float | None, passed: bool, severity: dg.AssetCheckSeverity
 ) -> None:
-    result = sync_lag_result("customers", lag, warn_after=HOUR, fail_after=24 * HOUR)
+    result = sync_lag_result("customers", lag, stale_after=24 * HOUR)
     assert result.passed is passed
     assert result.severity == severity
     assert result.asset_key == dg.AssetKey(["stripe_raw", "customers"])
 
 
-def test_sync_is_recent_thresholds_are_configurable() -> None:
-    assert not sync_lag_result("events", 120.0, warn_after=60.0, fail_after=600.0).passed
-    assert sync_lag_result("events", 120.0, warn_after=600.0, fail_after=6000.0).passed
+def test_sync_is_recent_threshold_is_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_SYNC_STALE_AFTER_HOURS", "2")
+    assert stale_after_seconds() == 2 * HOUR
+    assert not sync_lag_result("events", 3 * HOUR, stale_after=stale_after_seconds()).passed
+    assert sync_lag_result("events", HOUR, stale_after=stale_after_seconds()).passed
 
 
 @pytest.mark.parametrize(
@@ -103,7 +106,7 @@ def test_lags_are_read_from_sync_state_of_the_mode(warehouse: WarehouseResource)
     lags = read_sync_lags(warehouse, livemode=False, now=now)
     assert lags["customers"][0] == 2 * HOUR
     assert lags["invoices"][0] is None, "never synced"
-    assert not sync_lag_result("customers", lags["customers"][0]).passed
+    assert not sync_lag_result("customers", lags["customers"][0], stale_after=HOUR).passed
 
 
 def test_other_mode_rows_written_by_the_latest_sync_are_found(warehouse: WarehouseResource) -> None:

@@ -45,9 +45,9 @@ def _parents(graph: dg.AssetGraph, key: str) -> set[str]:
 def test_definitions_load_with_every_job() -> None:
     dg.Definitions.validate_loadable(defs)
     assert {job.name for job in defs.jobs} == {
-        "stripe_sync",
-        "stripe_reconcile",
-        "stripe_build",
+        "stripe_sync_job",
+        "stripe_reconcile_job",
+        "stripe_build_job",
         "segment_delivery_job",
     }
 
@@ -89,7 +89,7 @@ GROUPS = {
     "stripe_raw",
     "stripe_staging",
     "stripe_intermediate",
-    "stripe_marts",
+    "stripe",
     "stripe_segments",
 }
 
@@ -99,8 +99,8 @@ GROUPS = {
     [
         ("stripe_staging/stg_stripe__customers", "stripe_staging"),
         ("stripe_staging/int_subscriptions_ranked_per_customer", "stripe_intermediate"),
-        ("stripe/customer_fields", "stripe_marts"),
-        ("stripe/sync_health", "stripe_marts"),
+        ("stripe/customer_fields", "stripe"),
+        ("stripe/sync_health", "stripe"),
         ("stripe_segments/current_trials", "stripe_segments"),
     ],
 )
@@ -118,20 +118,20 @@ def test_every_asset_has_a_description_a_known_group_and_an_owner(graph: dg.Asse
 
 def test_main_job_is_scheduled_every_15_minutes() -> None:
     schedule = defs.resolve_schedule_def("incremental_sync_schedule")
-    assert schedule.job_name == "stripe_sync"
+    assert schedule.job_name == "stripe_sync_job"
     assert schedule.cron_schedule == "*/15 * * * *"
     reconcile = defs.resolve_schedule_def("daily_reconcile_schedule")
-    assert reconcile.job_name == "stripe_reconcile"
+    assert reconcile.job_name == "stripe_reconcile_job"
 
 
 def test_jobs_are_serialized_by_the_queue_tag() -> None:
-    for name in ("stripe_sync", "stripe_reconcile", "stripe_build"):
+    for name in ("stripe_sync_job", "stripe_reconcile_job", "stripe_build_job"):
         assert defs.resolve_job_def(name).tags["stripe_sync/serial"] == "warehouse"
 
 
 def test_webhook_sensor_requests_a_build_within_a_minute() -> None:
     sensor = defs.resolve_sensor_def("webhook_build_sensor")
-    assert sensor.job_name == "stripe_build"
+    assert sensor.job_name == "stripe_build_job"
     assert sensor.minimum_interval_seconds <= 30
 
 

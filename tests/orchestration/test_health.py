@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
 import psycopg
 
 from orchestration.cli.status import read_health
 from orchestration.core.settings import PROJECT_ROOT
+from orchestration.defs.tags import SERIAL_TAGS
 
 RAW_DDL = PROJECT_ROOT / "orchestration" / "extract" / "sql" / "create_raw_tables.sql"
 
@@ -66,3 +68,39 @@ def test_status_explains_what_its_row_counts_count(database_url: str) -> None:
     assert "events: Stripe's change log" in text
     assert "(0 until something changes in Stripe)" in text
     assert "customers in sync: 1 (stripe.customer_fields: not deleted, test mode)" in text
+
+
+def test_status_calls_ok_stale_past_the_one_threshold(database_url: str) -> None:
+    three_hours_ago = datetime.now(UTC) - timedelta(hours=3)
+    _prepare(database_url, ("customers", "ok", three_hours_ago, None))
+    within = read_health(database_url, livemode=False, stale_after=timedelta(hours=4))
+    past = read_health(database_url, livemode=False, stale_after=timedelta(hours=2))
+    assert [o.status for o in within.objects] == ["ok"]
+    assert [o.status for o in past.objects] == ["stale"]
+
+
+def test_status_reads_the_mart_once_built(database_url: str) -> None:
+    _prepare(database_url, ("customers", "ok", datetime.now(UTC), None))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "create schema stripe; create table stripe.sync_health as select"
+            " 'customers'::text as object, 'failed'::text as status, 7::bigint as rows,"
+            " now() as last_success_at, now() as cursor_at, 'from the mart'::text as last_error"
+        )
+    health = read_health(database_url, livemode=False)
+    assert health.failed
+    assert "from the mart" in health.render()
+
+
+def test_status_reads_the_last_run_from_the_dagster_instance(database_url: str) -> None:
+    @dg.asset
+    def probe() -> int:
+        return 1
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert read_health(database_url, livemode=False, instance=instance).last_run is None
+        dg.materialize([probe], instance=instance, tags=SERIAL_TAGS)
+        dg.materialize([probe], instance=instance)  # untagged: not a sync or build
+        last_run = read_health(database_url, livemode=False, instance=instance).last_run
+    assert last_run is not None
+    assert last_run.status == "SUCCESS"

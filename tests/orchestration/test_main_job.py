@@ -52,7 +52,7 @@ def test_main_job_runs_on_the_instance_and_records_metadata_and_checks(
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         run = instance.get_run_by_id(outcome.run_id)
-        assert run.job_name == "stripe_sync"
+        assert run.job_name == "stripe_sync_job"
         assert run.tags["stripe_sync/serial"] == "warehouse"
         stored = json.dumps(run.run_config) + json.dumps(dict(run.tags))
         assert emulator.test_key not in stored, "the key never lands in run config or tags"

@@ -78,7 +78,7 @@ def test_sensor_waits_while_a_build_is_in_progress(deliveries_url: str) -> None:
     _deliver(deliveries_url, ("2026-11-20T12:00:00Z", "evt_1", "applied"))
     with dg.DagsterInstance.ephemeral() as instance:
         instance.create_run_for_job(
-            job_def=defs.resolve_job_def("stripe_build"), status=dg.DagsterRunStatus.STARTED
+            job_def=defs.resolve_job_def("stripe_build_job"), status=dg.DagsterRunStatus.STARTED
         )
         result = _evaluate(instance, deliveries_url, None)
         assert isinstance(result, dg.SkipReason)

@@ -64,7 +64,7 @@ def test_page_check_finds_error_banners_and_missing_content() -> None:
         "customer_fields: shows 'failed to load'",
         "customer_fields: 'customer_fields' is not on the page",
     ]
-    assert page_problems("runs", "<html><body></body></html>", "stripe_sync") == [
+    assert page_problems("runs", "<html><body></body></html>", "stripe_sync_job") == [
         "runs: the page rendered nothing"
     ]
 

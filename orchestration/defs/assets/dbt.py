@@ -19,11 +19,17 @@ from psycopg import sql
 from pydantic import Field
 
 from orchestration.core.modes import parse_as_of
-from orchestration.defs.resources import (
-    WarehouseResource,
+from orchestration.core.rows import one_row
+from orchestration.core.settings import load_settings
+from orchestration.defs.resources import WarehouseResource, ensure_manifest
+from orchestration.transform.runner import (
+    build_livemode,
+    build_lock,
     dbt_environment,
     dbt_project,
-    ensure_manifest,
+    dbt_vars,
+    ensure_raw_tables,
+    target_path_for,
 )
 
 SEGMENTS_GROUP = "stripe_segments"
@@ -33,7 +39,7 @@ SEGMENT_HISTORY_TABLES = ("segment_membership_history", "segment_changes")
 LAYER_GROUPS = {
     "staging": "stripe_staging",
     "intermediate": "stripe_intermediate",
-    "marts": "stripe_marts",
+    "marts": "stripe",
     "segments": SEGMENTS_GROUP,
 }
 ACTIVITY_EVENTS = dg.AssetKey(["stripe_raw", "activity_events"])
@@ -102,24 +108,26 @@ class BuildConfig(dg.Config):
 
 def build_vars(as_of: str, livemode: bool) -> str:
     """dbt --vars for a build: as_of normalised to UTC ISO-8601, and the mode to show."""
-    from orchestration.transform.runner import dbt_vars
-
-    return dbt_vars(as_of=parse_as_of(as_of or None), livemode=livemode)
+    return dbt_vars(
+        as_of=parse_as_of(as_of or None),
+        livemode=livemode,
+        stale_after_hours=load_settings().stripe_sync_stale_after_hours,
+    )
 
 
 def current_livemode(database_url: str) -> bool:
     """The key's mode; without a key, that of the latest sync (as `stripe-sync build` does)."""
-    from orchestration.cli.commands import build_livemode
-    from orchestration.core.settings import load_settings
-
-    return build_livemode(load_settings(), database_url)
+    return build_livemode(load_settings().key_mode, database_url)
 
 
 def table_facts(database_url: str, schema: str, table: str) -> dict[str, dg.MetadataValue]:
-    """Row count and, for a segment, its first members as a table the asset's page shows."""
+    """Row count and, for a segment, its first members as a table the asset's page shows.
+
+    One query of our own rather than dagster-dbt's fetch_row_counts(): that one counts through a
+    dbt adapter opened in the run's process, and in a run it attached no count at all."""
     relation = sql.Identifier(schema, table)
     with psycopg.connect(database_url) as conn:
-        count = conn.execute(sql.SQL("select count(*) from {}").format(relation)).fetchone()[0]
+        count = one_row(conn.execute(sql.SQL("select count(*) from {}").format(relation)))[0]
         facts: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(count)}
         if schema == SEGMENTS_GROUP and table not in SEGMENT_HISTORY_TABLES:
             facts["members"] = dg.MetadataValue.int(count)
@@ -155,13 +163,11 @@ def observe_activity_events(database_url: str) -> dg.AssetObservation | None:
     Nothing in Stripe Sync materializes it, so each build observes it: the asset page then shows
     what the Last Activity field was computed from.
     """
-    import psycopg
-
     try:
         with psycopg.connect(database_url, connect_timeout=10) as conn:
-            rows, latest = conn.execute(
-                "select count(*), max(occurred_at) from stripe_raw.activity_events"
-            ).fetchone()
+            rows, latest = one_row(
+                conn.execute("select count(*), max(occurred_at) from stripe_raw.activity_events")
+            )
     except psycopg.Error:
         return None
     metadata: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(int(rows))}
@@ -206,16 +212,15 @@ def stripe_dbt_models(
 
     One build of a warehouse at a time: the same advisory lock as `stripe-sync build`.
     """
-    from orchestration.transform.runner import _build_lock, _ensure_raw_tables
-
     url = warehouse.url()
     livemode = current_livemode(url)
     mode = "live" if livemode else "test"
     context.log.info(f"dbt build in {mode} mode, as of {config.as_of or 'now'}")
-    with _build_lock(url), dbt_environment(url):
-        _ensure_raw_tables(url)
+    with build_lock(url), dbt_environment(url):
+        ensure_raw_tables(url)
         args = ["build", "--vars", build_vars(config.as_of, livemode)]
-        invocation = dbt.cli(args, context=context)
+        # The warehouse's own target folder, as `stripe-sync build`'s: partial parsing stays warm.
+        invocation = dbt.cli(args, context=context, target_path=target_path_for(url))
         for event in invocation.stream():
             yield with_facts(event, context, url)
         observation = observe_activity_events(url)

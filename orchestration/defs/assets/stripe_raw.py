@@ -11,7 +11,13 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration.core.modes import SyncMode
+from orchestration.core.rows import one_row
+from orchestration.core.settings import load_settings
 from orchestration.defs.resources import StripeResource, WarehouseResource
+from orchestration.extract import sync_stripe
+from orchestration.extract.client import StripeApi
+from orchestration.webhooks.health import read_webhook_health
+from orchestration.webhooks.store import prune_deliveries
 
 GROUP = "stripe_raw"
 OWNERS = ["team:data-platform"]
@@ -87,8 +93,6 @@ def count_stripe_customers(api_key: str, api_base: str, max_rps: float | None) -
     The reconcile job records it next to the raw count, so `raw_customer_count_matches_stripe`
     compares the warehouse with Stripe itself rather than with what the extractor believes.
     """
-    from orchestration.extract.client import StripeApi
-
     client = StripeApi(api_key, api_base, max_rps=max_rps)
     total, after = 0, None
     while True:
@@ -106,10 +110,12 @@ def count_stripe_customers(api_key: str, api_base: str, max_rps: float | None) -
 def count_raw_customers(warehouse: WarehouseResource, livemode: bool) -> int:
     """Customers of a mode in stripe_raw that are not deleted."""
     with warehouse.connect() as conn:
-        row = conn.execute(
-            "select count(*) from stripe_raw.customers where livemode = %s and not is_deleted",
-            (livemode,),
-        ).fetchone()
+        row = one_row(
+            conn.execute(
+                "select count(*) from stripe_raw.customers where livemode = %s and not is_deleted",
+                (livemode,),
+            )
+        )
     return int(row[0])
 
 
@@ -117,10 +123,6 @@ def webhook_log_upkeep(warehouse: WarehouseResource, *, prune: bool) -> dict[str
     """Webhook figures for the events asset: verified events that failed to apply in the last
     day and, on the daily reconcile (`prune`), delivery-log rows deleted past
     WEBHOOK_DELIVERIES_RETENTION_DAYS."""
-    from orchestration.core.settings import load_settings
-    from orchestration.webhooks.health import read_webhook_health
-    from orchestration.webhooks.store import prune_deliveries
-
     with warehouse.connect() as conn:
         figures = {"webhook_events_failed_last_day": read_webhook_health(conn)["failed_last_day"]}
         if prune:
@@ -142,6 +144,7 @@ def table_metadata(result: Any, table: str) -> dict[str, dg.MetadataValue]:
         "sync_mode": dg.MetadataValue.text(str(result.mode)),
         "livemode": dg.MetadataValue.bool(bool(result.livemode)),
     }
+    figures: dict[str, dg.MetadataValue]
     if table == "events":
         figures = {
             "objects_synced": dg.MetadataValue.int(int(result.events_applied)),
@@ -181,8 +184,6 @@ def stripe_raw_tables(
     Subsetting selects which tables report; the sync itself is one transaction-safe pass over
     all objects (the events API does not split by object).
     """
-    from orchestration.extract import sync_stripe
-
     api_base = stripe.resolved_api_base()
     result = sync_stripe(
         warehouse.url(),
