@@ -21,9 +21,9 @@ customers_in_sync as (
     from customers
 ),
 
--- Status (doc: sync_health_status): failed wins; running while the extractor has touched the row in
--- the last 24 hours (older is a crashed run); otherwise stale when the last success is more than
--- 24 hours before as_of(), the interval at which a scheduled incremental sync is surely overdue.
+-- Status (doc: sync_health_status): failed wins; running while the extractor has touched the row
+-- within the staleness threshold (older is a crashed run); otherwise stale when the last success is
+-- older than the threshold (var stale_after_hours, STRIPE_SYNC_STALE_AFTER_HOURS, 24 by default).
 statuses as (
     select
         *,
@@ -31,11 +31,11 @@ statuses as (
             when sync_status in ('failed', 'error') then 'failed'
             when
                 sync_status = 'running'
-                and updated_at >= {{ as_of() }} - interval '24 hours'
+                and updated_at >= {{ as_of() }} - {{ stale_after() }}
                 then 'running'
             when
                 last_success_at is null
-                or last_success_at < {{ as_of() }} - interval '24 hours'
+                or last_success_at < {{ as_of() }} - {{ stale_after() }}
                 then 'stale'
             else 'ok'
         end as status
