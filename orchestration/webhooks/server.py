@@ -393,6 +393,7 @@ class HeaderDeadlineProtocol(H11Protocol):
 
     header_timeout = HEADER_TIMEOUT_SECONDS
 
+    # The signature of uvicorn's H11Protocol.connection_made, which narrows asyncio's own.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_deadline: asyncio.TimerHandle | None = None
