@@ -10,7 +10,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -115,6 +115,12 @@ class Response:
     server_time: datetime
     body: str = ""
 
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        """The objects of a list page (empty for anything else)."""
+        objects: list[dict[str, Any]] = self.data.get("data") or []
+        return objects
+
 
 class StripeApi:
     """GET calls to Stripe with pacing and retries. Thread-safe; the SDK keeps one HTTP session per
@@ -195,6 +201,18 @@ class StripeApi:
             return Response(data, self._clock(path, data, headers), body)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def list_pages(self, path: str, **params: Any) -> Iterator[Response]:
+        """The pages of a list, newest first, one GET each, read as the caller iterates: a caller
+        that stops early (at the first object already stored) breaks out and reads no further.
+        Ends after a page that says no more (or holds no object); the next page starts after
+        the last object of this one."""
+        while True:
+            page = self.get(path, **params)
+            yield page
+            if not page.data.get("has_more") or not page.objects:
+                return
+            params["starting_after"] = page.objects[-1]["id"]
+
     def _request(self, path: str, params: dict[str, Any]) -> tuple[str, Mapping[str, str]]:
         """One GET through the SDK's requestor: the layer under `raw_request`, with its auth,
         pinned version, encoding and typed errors. `raw_request` would also parse every body
@@ -214,7 +232,7 @@ class StripeApi:
         """GET one object; None when Stripe says it does not exist (deleted, or never visible)."""
         try:
             response = self.get(path, **params)
-        except _NotFound:
+        except NotFoundError:
             return None
         if response.data.get("deleted") is True:
             return None
@@ -267,7 +285,7 @@ class StripeApi:
         if isinstance(exc, stripe.PermissionError):
             return PermissionsError([permission_for_path(path)])
         if exc.http_status == 404:
-            return _NotFound(message)
+            return NotFoundError(message)
         if exc.http_status == 429 or isinstance(exc, stripe.APIConnectionError | stripe.APIError):
             return StripeUnavailableError(
                 f"Stripe kept failing on GET {path} after {self.max_attempts} attempts ({message})",
@@ -276,7 +294,10 @@ class StripeApi:
         return StripeSyncError(f"Stripe refused GET {path}: {message}", "")
 
 
-class _NotFound(StripeSyncError):
+class NotFoundError(StripeSyncError):
+    """Stripe answered 404: the object (or the parent a list is filtered by) does not exist, or
+    not for this key. `retrieve` turns it into None; list readers catch it."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message, "")
 

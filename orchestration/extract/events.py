@@ -142,13 +142,8 @@ def _read_events_since(
     if since is not None:
         params["created"] = {"gte": int(since.timestamp())}
     events: list[dict[str, Any]] = []
-    while True:
-        response = client.get("/v1/events", **params)
-        page = response.data.get("data") or []
-        events += page
-        if not response.data.get("has_more") or not page:
-            break
-        params["starting_after"] = page[-1]["id"]
+    for response in client.list_pages("/v1/events", **params):
+        events += response.objects
     events.reverse()
     for start in range(0, max(len(events), 1), PAGE_SIZE):
         chunk = events[start : start + PAGE_SIZE]
@@ -409,13 +404,8 @@ def _whole_customer(
     subs = BY_TABLE["subscriptions"]
     params: dict[str, Any] = {"customer": customer_id, "limit": PAGE_SIZE, **subs.list_params}
     params["expand"] = [f"data.{path}" for path in subs.expand_for(client)]
-    while True:
-        page = client.get(subs.list_path, **params)
-        data = page.data.get("data") or []
-        rows += [("subscriptions", loader.object_row(s, page.server_time)) for s in data]
-        if not page.data.get("has_more") or not data:
-            break
-        params["starting_after"] = data[-1]["id"]
+    for page in client.list_pages(subs.list_path, **params):
+        rows += [("subscriptions", loader.object_row(s, page.server_time)) for s in page.objects]
     charges = client.get("/v1/charges", customer=customer_id, limit=1)
     rows += [("charges", loader.object_row(c, charges.server_time)) for c in charges.data["data"]]
     return rows
@@ -537,14 +527,9 @@ def _same_second_as_cursor(
 
 def _events_of_second(client: StripeApi, second: int) -> list[dict[str, Any]]:
     """Every event created in one second, newest first."""
-    params: dict[str, Any] = {"limit": PAGE_SIZE, "created": {"gte": second, "lte": second}}
-    events: list[dict[str, Any]] = []
-    while True:
-        page = client.get("/v1/events", **params).data
-        events += page.get("data") or []
-        if not page.get("has_more") or not page.get("data"):
-            return events
-        params["starting_after"] = page["data"][-1]["id"]
+    created = {"gte": second, "lte": second}
+    pages = client.list_pages("/v1/events", limit=PAGE_SIZE, created=created)
+    return [event for page in pages for event in page.objects]
 
 
 def poll_heads(
@@ -560,9 +545,8 @@ def poll_heads(
         params: dict[str, Any] = {"limit": PAGE_SIZE, **spec.list_params}
         if expand := spec.expand_for(client):
             params["expand"] = [f"data.{path}" for path in expand]
-        while True:
-            response = client.get(spec.list_path, **params)
-            page = response.data.get("data") or []
+        for response in client.list_pages(spec.list_path, **params):
+            page = response.objects
             query = sql.SQL("select id, synced_at from stripe_raw.{} where id = any(%s)").format(
                 sql.Identifier(spec.table)
             )
@@ -583,9 +567,8 @@ def poll_heads(
             if rows:
                 with conn.transaction():
                     written[spec.table] += loader.upsert_objects(conn, spec.table, rows)
-            if frontier or not response.data.get("has_more") or not page:
+            if frontier:
                 break
-            params["starting_after"] = page[-1]["id"]
     return written
 
 

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from orchestration.extract import loader
-from orchestration.extract.client import StripeApi
+from orchestration.extract.client import NotFoundError, StripeApi
 
 log = logging.getLogger("stripe_sync.extract")
 ITEMS_PATH = "/v1/subscription_items"
@@ -39,17 +39,11 @@ def all_items(
 ) -> dict[str, Any] | None:
     """The subscription's `items` list with every item (see the module docstring), from the
     embedded list and /v1/subscription_items; None when Stripe no longer knows the subscription."""
-    listed: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"subscription": subscription_id, "limit": PAGE_SIZE}
-    while True:
-        page = client.retrieve(ITEMS_PATH, **params)
-        if page is None:
-            return None
-        data = page.data.get("data") or []
-        listed += data
-        if not page.data.get("has_more") or not data:
-            break
-        params["starting_after"] = data[-1]["id"]
+    pages = client.list_pages(ITEMS_PATH, subscription=subscription_id, limit=PAGE_SIZE)
+    try:
+        listed = [item for page in pages for item in page.objects]
+    except NotFoundError:
+        return None
     # The list is read after the embedded items: it decides which items exist, and its copies
     # are the newer ones; the embedded order comes first.
     by_id = {item["id"]: item for item in listed}

@@ -1,5 +1,11 @@
 """One declarative record per Stripe object we sync: adding an object means adding one record."""
 
+# Adding an object type: one ObjectSpec in OBJECTS below (its table, paths, permission, event
+# types, description), its table in sql/create_raw_tables.sql (tests/extract/test_objects.py
+# holds the two together) and its staging model in dbt_project/models/staging/stripe/. The
+# webhook event list (webhooks/event_types.py), the Dagster asset specs (defs/assets/stripe_raw.py),
+# the sync state rows and the backfill and event replay all derive from the record.
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,6 +33,11 @@ class ObjectSpec:
     list_path: str
     retrieve_path: str  # with {id}
     permission: str  # restricted-key permission, in the Dashboard's wording
+    # The event types whose data.object is this object: the webhook endpoint subscribes to them
+    # (webhooks/event_types.py) and events.py applies them.
+    event_types: tuple[str, ...]
+    # What a user should know about stripe_raw.<table>: its Dagster asset's description.
+    description: str
     list_params: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # Where the object keeps its discounts, whose coupon terms MRR needs: "discounts" (a list of
     # ids unless expanded) or "discount" (one object). See `expand_for`.
@@ -81,6 +92,10 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         list_path="/v1/customers",
         retrieve_path="/v1/customers/{id}",
         permission="Customers: Read",
+        event_types=("customer.created", "customer.updated", "customer.deleted"),
+        description=(
+            "Stripe customers (cus_…), the full object as JSON; deleted ones kept, flagged."
+        ),
         delete_event="customer.deleted",
         # A coupon applied to the customer discounts its subscriptions that have none.
         discounts_field="discount",
@@ -91,6 +106,17 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         list_path="/v1/subscriptions",
         retrieve_path="/v1/subscriptions/{id}",
         permission="Subscriptions: Read",
+        event_types=(
+            "customer.subscription.created",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+            "customer.subscription.paused",
+            "customer.subscription.resumed",
+            "customer.subscription.pending_update_applied",
+            "customer.subscription.pending_update_expired",
+            "customer.subscription.trial_will_end",
+        ),
+        description="Stripe subscriptions (sub_…) with their items, prices and discounts.",
         # status=all: canceled and incomplete_expired ones too (churned customers need them).
         list_params=MappingProxyType({"status": "all"}),
         # Items and their prices come embedded (the first 10: items.py completes the rest).
@@ -102,6 +128,26 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         list_path="/v1/invoices",
         retrieve_path="/v1/invoices/{id}",
         permission="Invoices: Read",
+        # Not invoice.upcoming: its object is a preview without an id, nothing to store.
+        event_types=(
+            "invoice.created",
+            "invoice.updated",
+            "invoice.deleted",
+            "invoice.finalized",
+            "invoice.finalization_failed",
+            "invoice.marked_uncollectible",
+            "invoice.overdue",
+            "invoice.overpaid",
+            "invoice.paid",
+            "invoice.payment_action_required",
+            "invoice.payment_attempt_required",
+            "invoice.payment_failed",
+            "invoice.payment_succeeded",
+            "invoice.sent",
+            "invoice.voided",
+            "invoice.will_be_due",
+        ),
+        description="Stripe invoices (in_…), the full object as JSON.",
         delete_event="invoice.deleted",
     ),
     ObjectSpec(
@@ -110,6 +156,17 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         list_path="/v1/charges",
         retrieve_path="/v1/charges/{id}",
         permission="Charges: Read",
+        # Not charge.dispute.* nor charge.refund.updated: their object is a dispute or a refund.
+        event_types=(
+            "charge.captured",
+            "charge.expired",
+            "charge.failed",
+            "charge.pending",
+            "charge.refunded",
+            "charge.succeeded",
+            "charge.updated",
+        ),
+        description="Stripe charges (ch_…/py_…): the source of last amount paid.",
     ),
     ObjectSpec(
         table="prices",
@@ -117,6 +174,8 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         list_path="/v1/prices",
         retrieve_path="/v1/prices/{id}",
         permission="Prices: Read",
+        event_types=("price.created", "price.updated", "price.deleted"),
+        description="Stripe prices (price_…): plan amounts, currencies and intervals.",
         delete_event="price.deleted",
     ),
     ObjectSpec(
@@ -127,6 +186,8 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         # The Dashboard groups products and prices under one "Products" resource; the contract
         # names the permission after prices.
         permission="Prices: Read",
+        event_types=("product.created", "product.updated", "product.deleted"),
+        description="Stripe products (prod_…): the names behind subscription prices.",
         delete_event="product.deleted",
     ),
     ObjectSpec(
@@ -135,9 +196,25 @@ OBJECTS: tuple[ObjectSpec, ...] = (
         list_path="/v1/checkout/sessions",
         retrieve_path="/v1/checkout/sessions/{id}",
         permission="Checkout Sessions: Read",
+        event_types=(
+            "checkout.session.completed",
+            "checkout.session.expired",
+            "checkout.session.async_payment_succeeded",
+            "checkout.session.async_payment_failed",
+        ),
+        description="Stripe Checkout Sessions (cs_…).",
         # `created` filters this list in today's API (the 2020-08-27 spec lacks it).
         created_without_event=True,
     ),
+)
+
+# Discount events are no object we sync: a discount lives inside its customer's (and its
+# subscription's) record, so these events only say which records to re-read (events.py's
+# _touched). The webhook endpoint subscribes to them next to the objects' own event types.
+DISCOUNT_EVENT_TYPES: tuple[str, ...] = (
+    "customer.discount.created",
+    "customer.discount.updated",
+    "customer.discount.deleted",
 )
 
 BY_TABLE: MappingProxyType[str, ObjectSpec] = MappingProxyType({s.table: s for s in OBJECTS})
@@ -150,8 +227,6 @@ EVENTS_PERMISSION = "Events: Read"
 # (see ObjectSpec.expand_for), and the customers they concern are flagged.
 COUPONS_PERMISSION = "Coupons: Read"
 WEBHOOKS_WRITE_PERMISSION = "Webhook Endpoints: Write"
-# Tables with a sync_state row; `events` carries the events cursor.
-STATE_OBJECTS: tuple[str, ...] = (*(s.table for s in OBJECTS), "events")
 
 # The events Stripe still holds (its last 30 days) when an import-existing backfill starts: listed
 # by the backfill like an object (created windows, shared request budget, progress committed with
@@ -163,4 +238,13 @@ EVENT_HISTORY = ObjectSpec(
     list_path="/v1/events",
     retrieve_path="/v1/events/{id}",
     permission=EVENTS_PERMISSION,
+    event_types=(),  # read from the events API itself, never received as an event
+    description=(
+        "Stripe events (evt_…) replayed by incremental syncs; the customer feed reads them."
+    ),
 )
+
+# The stripe_raw tables of Stripe objects, each described by its record: the synced objects and
+# the events. Each has a sync_state row; the `events` row carries the events cursor.
+RAW_OBJECTS: tuple[ObjectSpec, ...] = (*OBJECTS, EVENT_HISTORY)
+STATE_OBJECTS: tuple[str, ...] = tuple(s.table for s in RAW_OBJECTS)

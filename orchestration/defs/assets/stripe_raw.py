@@ -16,6 +16,7 @@ from orchestration.core.settings import load_settings
 from orchestration.defs.resources import StripeResource, WarehouseResource
 from orchestration.extract import sync_stripe
 from orchestration.extract.client import StripeApi
+from orchestration.extract.objects import RAW_OBJECTS
 from orchestration.webhooks.health import read_webhook_health
 from orchestration.webhooks.store import prune_deliveries
 
@@ -23,22 +24,16 @@ GROUP = "stripe_raw"
 OWNERS = ["team:data-platform"]
 SERIAL_POOL = "stripe_warehouse"
 
-# stripe_raw tables written by a sync, with what a user should know about each.
+# Tables that hold Stripe objects, described by their records in extract/objects.py.
+OBJECT_TABLES: tuple[str, ...] = tuple(spec.table for spec in RAW_OBJECTS)
+# stripe_raw tables written by a sync, with what a user should know about each: the objects' and
+# the extractor's bookkeeping.
 SYNCED_TABLES: dict[str, str] = {
-    "customers": "Stripe customers (cus_…), the full object as JSON; deleted ones kept, flagged.",
-    "subscriptions": "Stripe subscriptions (sub_…) with their items, prices and discounts.",
-    "invoices": "Stripe invoices (in_…), the full object as JSON.",
-    "charges": "Stripe charges (ch_…/py_…): the source of last amount paid.",
-    "prices": "Stripe prices (price_…): plan amounts, currencies and intervals.",
-    "products": "Stripe products (prod_…): the names behind subscription prices.",
-    "checkout_sessions": "Stripe Checkout Sessions (cs_…).",
-    "events": "Stripe events (evt_…) replayed by incremental syncs; the customer feed reads them.",
+    **{spec.table: spec.description for spec in RAW_OBJECTS},
     "sync_state": (
         "Where each object's sync stands, per mode: status, cursor, last success, rows, last error."
     ),
 }
-# Tables that hold Stripe objects (every synced table but the bookkeeping).
-OBJECT_TABLES: tuple[str, ...] = tuple(name for name in SYNCED_TABLES if name != "sync_state")
 
 ACTIVITY_EVENTS_KEY = dg.AssetKey([GROUP, "activity_events"])
 
@@ -94,17 +89,7 @@ def count_stripe_customers(api_key: str, api_base: str, max_rps: float | None) -
     compares the warehouse with Stripe itself rather than with what the extractor believes.
     """
     client = StripeApi(api_key, api_base, max_rps=max_rps)
-    total, after = 0, None
-    while True:
-        params: dict[str, Any] = {"limit": 100}
-        if after:
-            params["starting_after"] = after
-        page = client.get("/v1/customers", **params).data
-        items = page.get("data", [])
-        total += len(items)
-        if not page.get("has_more") or not items:
-            return total
-        after = items[-1]["id"]
+    return sum(len(page.objects) for page in client.list_pages("/v1/customers", limit=100))
 
 
 def count_raw_customers(warehouse: WarehouseResource, livemode: bool) -> int:
