@@ -78,7 +78,11 @@ def test_feed_switches_mode_and_forgets_deleted_customers(
     insert_raw_dataset(database_url)
     build(database_url, as_of=AS_OF, livemode=False, target_path=tmp_path)
     with psycopg.connect(database_url) as conn:
-        conn.execute("update stripe_raw.customers set is_deleted = true where id = 'cus_Gr4ce'")
+        # As the loader marks a deletion: with a new synced_at, which incremental builds follow.
+        conn.execute(
+            "update stripe_raw.customers set is_deleted = true, synced_at = now()"
+            " where id = 'cus_Gr4ce'"
+        )
     build(database_url, as_of=AS_OF, livemode=False, target_path=tmp_path)
     feed = fetch_dicts(database_url, "select stripe_event_id from stripe.customer_feed")
     expected = set(EXPECTED_FEED) - {"evt_G_deleted"}

@@ -80,10 +80,11 @@ def _write(
     *,
     livemode: bool = False,
 ) -> None:
-    """Upserts one raw row, as the loader would."""
+    """Upserts one raw row, as the loader would: synced_at is the write's own now(), which
+    incremental builds follow (the scenario's time is the snapshot's)."""
     conn.execute(
         f"insert into stripe_raw.{table} (id, livemode, created, data, is_deleted, snapshot_at,"
-        " synced_at) values (%s, %s, %s, %s::jsonb, %s, %s, %s)"
+        " synced_at) values (%s, %s, %s, %s::jsonb, %s, %s, now())"
         " on conflict (id) do update set data = excluded.data, is_deleted = excluded.is_deleted,"
         " snapshot_at = excluded.snapshot_at, synced_at = excluded.synced_at",
         (
@@ -92,7 +93,6 @@ def _write(
             datetime.fromtimestamp(obj.get("created") or epoch(synced), UTC),
             json.dumps(obj),
             bool(obj.get("deleted")),
-            synced,
             synced,
         ),
     )
@@ -110,8 +110,8 @@ def _event(
     conn.execute(
         "insert into stripe_raw.events (id, livemode, created, data, is_deleted, snapshot_at,"
         " synced_at, type, object_id, api_version)"
-        " values (%s, false, %s, %s::jsonb, false, %s, %s, %s, %s, %s)",
-        (event_id, created, json.dumps(evt), created, created, event_type, obj["id"], NEW_API),
+        " values (%s, false, %s, %s::jsonb, false, %s, now(), %s, %s, %s)",
+        (event_id, created, json.dumps(evt), created, event_type, obj["id"], NEW_API),
     )
 
 

@@ -1,11 +1,31 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 customers as (
     select * from {{ ref('stg_stripe__customers') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
+-- On an incremental build, only the touched customers' rows: by id or by email, each an index
+-- lookup (ensure_customer_keyed_support).
 activity_events as (
     select * from {{ ref('stg_stripe__activity_events') }}
+    {% if is_customer_incremental() %}
+        where
+            stripe_customer_id = any(array(select customers.stripe_customer_id from customers))
+            or customer_email_lower
+            = any(array(select lower(customers.customer_email) from customers))
+    {% endif %}
 ),
 
 -- Activity matching (doc: activity_matching): a row belongs to a customer by customer id, or by

@@ -1,3 +1,14 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 charges as (
@@ -5,6 +16,7 @@ charges as (
     where
         charge_status = 'succeeded'
         and stripe_customer_id is not null
+        and {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- "Last amount paid" is the newest succeeded charge; equal seconds fall back to the greater id.

@@ -1,15 +1,33 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
+subscriptions as (
+    select * from {{ ref('stg_stripe__subscriptions') }}
+    where {{ touched_customers('stripe_customer_id') }}
+),
+
+-- Filtered by subscription id, which staging's distinct on keeps, so the filter reaches the raw
+-- table's primary key on an incremental build.
 subscription_discounts as (
     select * from {{ ref('stg_stripe__subscription_discounts') }}
+    {% if is_customer_incremental() %}
+        where subscription_id = any(array(select subscriptions.subscription_id from subscriptions))
+    {% endif %}
 ),
 
 customer_discounts as (
     select * from {{ ref('stg_stripe__customer_discounts') }}
-),
-
-subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- A coupon applied to the customer discounts each of its subscriptions that has no discount of

@@ -1,13 +1,23 @@
 {#- Incremental on the event id: a Stripe event never changes, and neither does its mapping, so each
-    build maps only events not mapped yet. Rows of the other mode (after a switch of key) stay
-    here, unused: customer_feed keeps only customers of customer_fields. -#}
+    build maps only events not mapped yet: those stored since the customer-keyed window's stamp
+    (an index lookup), or all not mapped yet when the window recomputes everything. Rows of the
+    other mode (after a switch of key) stay here, unused: customer_feed keeps only customers of
+    customer_fields. Tagged customer_keyed so the window waits for it like for the others. -#}
 {{
     config(
         materialized='incremental',
         unique_key='stripe_event_id',
         incremental_strategy='delete+insert',
+        tags=['customer_keyed'],
+        post_hook=[
+            "{{ record_customer_keyed_state() }}",
+            "create index if not exists int_events_mapped_to_activities__event_idx
+                on {{ this }} (stripe_event_id)",
+        ],
     )
 }}
+
+{%- set window = customer_window() %}
 
 with
 
@@ -15,6 +25,9 @@ events as (
     select * from {{ ref('stg_stripe__events') }} as stg_events
     where
         stripe_customer_id is not null
+        {% if is_incremental() and not window.full %}
+            and synced_at >= '{{ window.since }}'::timestamptz
+        {% endif %}
         {% if is_incremental() %}
             and not exists (
                 select 1 from {{ this }} as mapped

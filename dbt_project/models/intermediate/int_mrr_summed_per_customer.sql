@@ -1,19 +1,34 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 customers as (
     select * from {{ ref('stg_stripe__customers') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 subscriptions as (
     select * from {{ ref('int_subscriptions_ranked_per_customer') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 items as (
     select * from {{ ref('int_subscription_items_normalized_to_month') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 discounts as (
     select * from {{ ref('int_discounts_in_effect') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- The currency MRR is stated in (doc: mrr): the customer's own currency, else that of its

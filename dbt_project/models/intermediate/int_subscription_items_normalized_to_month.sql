@@ -1,7 +1,19 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 items as (
     select * from {{ ref('stg_stripe__subscription_items') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- MRR (doc: mrr) counts licensed items only: a metered price bills reported usage, which has no

@@ -1,8 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 subscriptions as (
     select * from {{ ref('stg_stripe__subscriptions') }}
-    where stripe_customer_id is not null
+    where
+        stripe_customer_id is not null
+        and {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- Primary subscription (doc: primary_subscription): live subscriptions first, then the most

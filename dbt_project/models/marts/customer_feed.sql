@@ -1,40 +1,32 @@
-{#- Incremental on the event id: an event never changes once Stripe sends it, so each build only
-    maps events not yet in the feed. The post-hook drops rows of customers no longer in
-    customer_fields (deleted, or of the other mode after a test -> live switch), which keeps the
-    relationship to customer_fields true. -#}
+{#- Customer-keyed incremental (doc: incremental_builds): a build recomputes the feed of the
+    customers int_customers_touched lists (a new event touches its customer) and swaps their rows
+    in one transaction. A customer who left customer_fields (deleted, or of the other mode after a
+    test -> live switch) is touched, so its rows leave too. -#}
 {{
     config(
         materialized='incremental',
-        unique_key='stripe_event_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='customer_keyed',
         on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
         indexes=[
             {'columns': ['stripe_event_id'], 'unique': true},
             {'columns': ['stripe_customer_id', 'occurred_at']},
         ],
-        post_hook=[
-            "delete from {{ this }} as feed where not exists (
-                select 1 from {{ ref('customer_fields') }} as customer_fields
-                where customer_fields.stripe_customer_id = feed.stripe_customer_id
-            )"
-        ],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
     )
 }}
 
 with
 
 events as (
-    select * from {{ ref('int_events_mapped_to_activities') }} as mapped_events
-    {% if is_incremental() %}
-        where not exists (
-            select 1 from {{ this }} as feed
-            where feed.stripe_event_id = mapped_events.stripe_event_id
-        )
-    {% endif %}
+    select * from {{ ref('int_events_mapped_to_activities') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 customers as (
     select * from {{ ref('customer_fields') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- Only events of customers in customer_fields: not deleted, and in the key's mode.

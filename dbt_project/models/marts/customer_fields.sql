@@ -1,9 +1,21 @@
+{#- Customer-keyed incremental (doc: incremental_builds): a build recomputes the customers
+    int_customers_touched lists and swaps their rows in one transaction. product_id is indexed for
+    the next build's lookup of customers whose product was renamed. -#}
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
         indexes=[
             {'columns': ['stripe_customer_id'], 'unique': true},
             {'columns': ['subscription_status']},
-        ]
+        ],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=[
+            "{{ record_customer_keyed_state() }}",
+            "create index if not exists customer_fields__product_id_idx on {{ this }} (product_id)",
+        ],
     )
 }}
 
@@ -11,16 +23,21 @@ with
 
 customers as (
     select * from {{ ref('stg_stripe__customers') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 primary_subscriptions as (
     select * from {{ ref('int_subscriptions_ranked_per_customer') }}
-    where is_primary_subscription
+    where
+        is_primary_subscription
+        and {{ touched_customers('stripe_customer_id') }}
 ),
 
 first_items as (
     select * from {{ ref('stg_stripe__subscription_items') }}
-    where item_position = 1
+    where
+        item_position = 1
+        and {{ touched_customers('stripe_customer_id') }}
 ),
 
 products as (
@@ -29,14 +46,17 @@ products as (
 
 mrr as (
     select * from {{ ref('int_mrr_summed_per_customer') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 latest_charges as (
     select * from {{ ref('int_charges_latest_succeeded') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 activity as (
     select * from {{ ref('int_activity_matched_to_customers') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- One row per customer; the primary subscription's first item gives product and plan.

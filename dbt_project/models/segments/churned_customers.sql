@@ -1,7 +1,21 @@
+{#- Customer-keyed incremental (doc: incremental_builds): the touched customers' rows are
+    recomputed and swapped in one transaction. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='customer_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 customer_fields as (
     select * from {{ ref('customer_fields') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- Primary subscription canceled, incomplete_expired or unpaid.

@@ -1,6 +1,8 @@
 with
 
-subscriptions as (
+-- Not materialized although read twice: a filter on subscription_id (incremental builds) then
+-- reaches the raw table's primary key instead of every subscription being read.
+subscriptions as not materialized (
     select * from {{ source('stripe_raw', 'subscriptions') }}
     where
         {{ in_key_mode() }}

@@ -1,0 +1,94 @@
+{#- One row: this build's window for the customer-keyed models (doc: incremental_builds). Built
+    first in every build; each customer-keyed model reads it when compiled. -#}
+{{
+    config(
+        materialized='table',
+        tags=['customer_keyed_window'],
+    )
+}}
+
+{%- set models = customer_keyed_models() -%}
+{%- set missing = [] -%}
+{%- if execute -%}
+    {%- for node in models -%}
+        {%- if adapter.get_relation(
+            database=node.database, schema=node.schema, identifier=node.alias
+        ) is none -%}
+            {%- do missing.append(node.name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endif %}
+
+with
+
+state as (
+    select * from {{ customer_keyed_state_relation() }}
+    where model in (
+        {%- for node in models %}
+            '{{ node.alias }}'{{ ',' if not loop.last }}
+        {%- endfor %}
+    )
+),
+
+-- Where the previous builds stand: the oldest stamp and as_of of any customer-keyed model, so
+-- a model that missed a build (failed, killed, not selected) is caught up by the next.
+previous as (
+    select
+        count(*) as models_recorded,
+        min(stamp) as since,
+        min(as_of) as previous_as_of,
+        max(as_of) as latest_as_of,
+        bool_and(livemode = ({{ in_key_mode('true') }})) as is_same_mode,
+        bool_and(logic_hash = '{{ customer_keyed_logic_hash() }}') as is_same_logic
+    from state
+),
+
+-- The stamp this build covers up to. Rows are stamped with their writer's transaction start
+-- (synced_at = now()), and a transaction still running now commits rows stamped before now
+-- that this build cannot see: the stamp is the oldest running transaction's start, so the next
+-- build reads them.
+stamp as (
+    select
+        least(
+            now(),
+            (
+                select min(activity.xact_start)
+                from pg_stat_activity as activity
+                where
+                    activity.datname = current_database()
+                    and activity.pid != pg_backend_pid()
+                    and activity.backend_type = 'client backend'
+                    and activity.xact_start is not null
+            )
+        ) as stamp
+),
+
+-- Everything is recomputed on --full-refresh, on the first build, after a switch of key mode, a
+-- change of any model, an as_of earlier than the last build's, or a table missing.
+final as (
+    select
+        -- ids
+        {{ customer_keyed_invocation() }} as invocation_id,
+
+        -- attributes
+        ({{ in_key_mode('true') }}) as livemode,
+        '{{ customer_keyed_logic_hash() }}'::text as logic_hash,
+        coalesce(
+            {{ customer_keyed_full_refresh(missing) }}
+            or previous.models_recorded < {{ models | length }}
+            or not previous.is_same_mode
+            or not previous.is_same_logic
+            or previous.latest_as_of > {{ as_of() }},
+            true
+        ) as is_full_rebuild,
+
+        -- timestamps
+        {{ as_of() }} as as_of,
+        previous.previous_as_of,
+        previous.since,
+        stamp.stamp
+    from previous
+    cross join stamp
+)
+
+select * from final
