@@ -31,6 +31,12 @@ from orchestration.core.settings import Settings, load_settings
 from orchestration.core.warehouse import describe, parse_database_url
 from orchestration.embedded.environment import check_database, warehouse_url
 from orchestration.emulator import start_emulator
+from orchestration.transform.reports import (
+    BRIDGE_COLUMNS,
+    MrrBridge,
+    read_mrr_bridge,
+    signed,
+)
 
 if TYPE_CHECKING:
     from orchestration.emulator import Emulator
@@ -95,6 +101,32 @@ def segment_counts(url: str) -> list[tuple[str, int]]:
             (table, one_row(conn.execute(sql.SQL(count).format(sql.Identifier(table))))[0])
             for table in tables
         ]
+
+
+def todays_segment_changes(url: str) -> list[tuple[str, int, int]]:
+    """Per segment, members who entered and left today (UTC), from the change feed."""
+    with psycopg.connect(url) as conn:
+        return [
+            (segment, int(entered), int(exited))
+            for segment, entered, exited in conn.execute(
+                "select segment, count(*) filter (where change = 'entered'),"
+                " count(*) filter (where change = 'exited')"
+                " from stripe_segments.segment_changes"
+                " where detected_at"
+                " >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'"
+                " group by segment order by segment"
+            )
+        ]
+
+
+def bridge_lines(bridge: MrrBridge) -> list[str]:
+    """One line per currency: start, the five movements (signed as they move MRR), end."""
+    return [
+        f"  {currency} {amounts['start_mrr']:,.2f} "
+        + " ".join(f"{name} {signed(name, amounts[name])}" for name in BRIDGE_COLUMNS[1:-1])
+        + f" = {amounts['end_mrr']:,.2f}"
+        for currency, amounts in bridge
+    ]
 
 
 @contextlib.contextmanager
@@ -355,6 +387,14 @@ def run_demo_job(settings: Settings, *, customers: int, verbose: bool = False) -
     typer.echo("\nsegments (stripe_segments), members:")
     for segment, members in segment_counts(url):
         typer.echo(f"  {segment:<24} {members:>6,}")
+    typer.echo("\ntoday's segment changes (stripe_segments.segment_changes), entered / exited:")
+    for segment, entered, exited in todays_segment_changes(url):
+        typer.echo(f"  {segment:<24} {entered:>6,} / {exited:,}")
+    typer.echo("\nthis month's MRR bridge (stripe.mrr_movements), per currency:")
+    with psycopg.connect(url) as conn:
+        bridge = read_mrr_bridge(conn)
+    for line in bridge_lines(bridge) or ["  no MRR yet"]:
+        typer.echo(line)
     typer.echo(f"\nfull log: {path}\n  (`stripe-sync demo --verbose` prints it as it runs)")
     if embedded:
         typer.echo("the embedded Postgres keeps running for the UI and psql; `make stop` stops it")

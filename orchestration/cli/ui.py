@@ -177,19 +177,26 @@ def find_chromium() -> str | None:
     return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
 
 
-def screenshot(
-    chromium: str, url: str, target: Path, *, size: str = "1600,1000", wait_ms: int = 20000
-) -> bool:
-    """One page once the UI has rendered (virtual time lets the page settle)."""
-    command = [
+def headless_chromium(chromium: str, wait_ms: int) -> list[str]:
+    """Chromium without a display, sandbox or GPU, given `wait_ms` of virtual time to render."""
+    return [
         chromium,
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
         "--disable-dev-shm-usage",
+        f"--virtual-time-budget={wait_ms}",
+    ]
+
+
+def screenshot(
+    chromium: str, url: str, target: Path, *, size: str = "1600,1000", wait_ms: int = 20000
+) -> bool:
+    """One page once the UI has rendered (virtual time lets the page settle)."""
+    command = [
+        *headless_chromium(chromium, wait_ms),
         "--hide-scrollbars",
         f"--window-size={size}",
-        f"--virtual-time-budget={wait_ms}",
         f"--screenshot={target}",
         url,
     ]
@@ -282,12 +289,7 @@ CONFIG_WARNINGS = (
 def dump_dom(chromium: str, url: str, *, wait_ms: int = 20000) -> str:
     """The page's DOM once the app has rendered (headless chromium, virtual time)."""
     command = [
-        chromium,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        f"--virtual-time-budget={wait_ms}",
+        *headless_chromium(chromium, wait_ms),
         "--dump-dom",
         url,
     ]

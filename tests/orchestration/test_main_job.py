@@ -86,6 +86,13 @@ def test_main_job_runs_on_the_instance_and_records_metadata_and_checks(
         assert len(preview.records) == 10, "the first 10 members"
         assert "stripe_customer_id" in [column.name for column in preview.schema.columns]
         assert preview.records[0].data["stripe_customer_id"].startswith("cus_")
+        # Plottable per build: on the first build every member entered, none left.
+        assert segment["entered"].value == _live_customers(emulator)
+        assert segment["exited"].value == 0
+        # The month's MRR bridge, on the mrr_movements asset's page.
+        bridge = _latest_metadata(instance, "stripe/mrr_movements")["month_bridge"].value
+        assert bridge.startswith("| currency | start_mrr | new |"), bridge
+        assert "| usd |" in bridge, bridge
 
         checks = {(c.asset, c.name): c for c in outcome.checks}
         assert checks[("stripe_raw/customers", "sync_is_recent")].passed

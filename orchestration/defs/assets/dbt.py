@@ -9,6 +9,7 @@ the segments. dbt tests become asset checks.
 import json
 import re
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from orchestration.core.modes import parse_as_of
 from orchestration.core.rows import one_row
 from orchestration.core.settings import load_settings
 from orchestration.defs.resources import WarehouseResource, ensure_manifest
+from orchestration.transform.reports import bridge_markdown, read_mrr_bridge
 from orchestration.transform.runner import (
     build_livemode,
     build_lock,
@@ -43,6 +45,8 @@ LAYER_GROUPS = {
     "segments": SEGMENTS_GROUP,
 }
 ACTIVITY_EVENTS = dg.AssetKey(["stripe_raw", "activity_events"])
+# Pages that show the month's MRR bridge (the int_mrr_bridge view).
+BRIDGE_TABLES = (("stripe", "mrr_movements"), ("stripe_staging", "int_mrr_bridge"))
 OWNERS = ["team:data-platform"]
 PREVIEW_ROWS = 10
 # Columns a preview shows (of those the table has): enough to recognise a member at a glance.
@@ -106,10 +110,16 @@ class BuildConfig(dg.Config):
     as_of: str = Field(default="", description="ISO-8601 with timezone; fixes 'now' for the rules.")
 
 
-def build_vars(as_of: str, livemode: bool) -> str:
+def build_as_of(config_as_of: str) -> datetime:
+    """The build's "now": the run config's, else the run's own start. Always explicit, so the
+    asset knows which segment changes this build detected (their detected_at is it)."""
+    return parse_as_of(config_as_of or None) or datetime.now(UTC)
+
+
+def build_vars(as_of: datetime, livemode: bool) -> str:
     """dbt --vars for a build: as_of normalised to UTC ISO-8601, and the mode to show."""
     return dbt_vars(
-        as_of=parse_as_of(as_of or None),
+        as_of=as_of,
         livemode=livemode,
         stale_after_hours=load_settings().stripe_sync_stale_after_hours,
     )
@@ -120,7 +130,9 @@ def current_livemode(database_url: str) -> bool:
     return build_livemode(load_settings().key_mode, database_url)
 
 
-def table_facts(database_url: str, schema: str, table: str) -> dict[str, dg.MetadataValue]:
+def table_facts(
+    database_url: str, schema: str, table: str, as_of: datetime | None = None
+) -> dict[str, dg.MetadataValue]:
     """Row count and, for a segment, its first members as a table the asset's page shows.
 
     One query of our own rather than dagster-dbt's fetch_row_counts(): that one counts through a
@@ -132,9 +144,34 @@ def table_facts(database_url: str, schema: str, table: str) -> dict[str, dg.Meta
         if schema == SEGMENTS_GROUP and table not in SEGMENT_HISTORY_TABLES:
             facts["members"] = dg.MetadataValue.int(count)
             facts["preview"] = _preview(conn, relation, table)
+            if as_of is not None and table != "segment_memberships":
+                facts.update(_changes_of_the_build(conn, table, as_of))
+        if (schema, table) in BRIDGE_TABLES:
+            facts["month_bridge"] = dg.MetadataValue.md(bridge_markdown(read_mrr_bridge(conn)))
     if (schema, table) == ("stripe", "customer_fields"):
         facts["customers_in_sync"] = dg.MetadataValue.int(count)
     return facts
+
+
+def _changes_of_the_build(
+    conn: psycopg.Connection, segment: str, as_of: datetime
+) -> dict[str, dg.MetadataValue]:
+    """Members who entered and left the segment in this build (the change feed's rows detected at
+    its as_of): numbers the asset's page plots build after build."""
+    try:
+        with conn.transaction():
+            entered, exited = one_row(
+                conn.execute(
+                    "select count(*) filter (where change = 'entered'),"
+                    " count(*) filter (where change = 'exited')"
+                    " from stripe_segments.segment_changes"
+                    " where segment = %s and detected_at = %s",
+                    (segment, as_of),
+                )
+            )
+    except psycopg.errors.UndefinedTable:
+        return {}
+    return {"entered": dg.MetadataValue.int(entered), "exited": dg.MetadataValue.int(exited)}
 
 
 def _preview(conn: psycopg.Connection, relation: sql.Identifier, table: str) -> dg.MetadataValue:
@@ -177,7 +214,22 @@ def observe_activity_events(database_url: str) -> dg.AssetObservation | None:
     return dg.AssetObservation(asset_key=ACTIVITY_EVENTS, metadata=metadata)
 
 
-def with_facts(event: Any, context: dg.AssetExecutionContext, database_url: str) -> Any:
+def _event_asset_key(event: Any, context: dg.AssetExecutionContext) -> dg.AssetKey | None:
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name)
+    return getattr(event, "asset_key", None)
+
+
+def _shown_after_the_build(event: Any, context: dg.AssetExecutionContext) -> bool:
+    key = _event_asset_key(event, context)
+    if key is None or len(key.path) != 2:
+        return False
+    return key.path[0] == SEGMENTS_GROUP or tuple(key.path) in BRIDGE_TABLES
+
+
+def with_facts(
+    event: Any, context: dg.AssetExecutionContext, database_url: str, as_of: datetime | None = None
+) -> Any:
     """Adds row counts (and segment previews) to the materialization of a table."""
     if isinstance(event, dg.Output):
         key = context.asset_key_for_output(event.output_name)
@@ -185,10 +237,11 @@ def with_facts(event: Any, context: dg.AssetExecutionContext, database_url: str)
         key = event.asset_key
     else:
         return event
-    if len(key.path) != 2 or key.path[0] not in ("stripe", SEGMENTS_GROUP):
+    shown = ("stripe", SEGMENTS_GROUP)
+    if len(key.path) != 2 or (key.path[0] not in shown and tuple(key.path) not in BRIDGE_TABLES):
         return event
     try:
-        facts = table_facts(database_url, key.path[0], key.path[1])
+        facts = table_facts(database_url, key.path[0], key.path[1], as_of)
     except Exception as exc:  # a preview must never fail the build
         context.log.warning(f"no row count for {key.to_user_string()}: {exc}")
         return event
@@ -215,14 +268,24 @@ def stripe_dbt_models(
     url = warehouse.url()
     livemode = current_livemode(url)
     mode = "live" if livemode else "test"
-    context.log.info(f"dbt build in {mode} mode, as of {config.as_of or 'now'}")
+    as_of = build_as_of(config.as_of)
+    context.log.info(f"dbt build in {mode} mode, as of {as_of.isoformat()}")
     with build_lock(url), dbt_environment(url):
         ensure_raw_tables(url)
-        args = ["build", "--vars", build_vars(config.as_of, livemode)]
+        args = ["build", "--vars", build_vars(as_of, livemode)]
         # The warehouse's own target folder, as `stripe-sync build`'s: partial parsing stays warm.
         invocation = dbt.cli(args, context=context, target_path=target_path_for(url))
+        # Segment pages count the changes this build detected, and mrr_movements' page shows the
+        # bridge view built after it: their events wait for the end of the build. Nothing
+        # outside them depends on them, so the run's events stay in dependency order.
+        held = []
         for event in invocation.stream():
-            yield with_facts(event, context, url)
+            if _shown_after_the_build(event, context):
+                held.append(event)
+            else:
+                yield with_facts(event, context, url, as_of)
+        for event in held:
+            yield with_facts(event, context, url, as_of)
         observation = observe_activity_events(url)
         if observation is not None:
             context.log_event(observation)

@@ -1,8 +1,10 @@
 -- The month's MRR bridge per currency, in the key's mode: MRR at the end of the day before the
 -- month, the month's movements, and MRR at the end of its last day written so far (the month's
 -- last day, or the latest build's). start_mrr + the five movements = end_mrr, exactly.
--- `dbt compile --select mrr_bridge --vars '{bridge_month: "2026-11-01"}'` gives the SQL; without
--- the var, the month of as_of. The mrr_movements asset shows it as Markdown metadata.
+-- A view: it costs nothing on a build, and the mrr_movements asset's page and `stripe-sync demo`
+-- read it. `dbt compile --select int_mrr_bridge --vars '{bridge_month: "2026-11-01"}'` gives the
+-- SQL of another month; without the var, the month of as_of.
+{{ config(materialized='view', post_hook=[]) }}
 
 with
 
