@@ -38,7 +38,14 @@ stripe_reconcile_job = dg.define_asset_job(
         " count Stripe's customers for the parity check, then dbt build."
     ),
     tags=SERIAL_TAGS,
-    config={**IN_PROCESS, "ops": {"stripe_raw_tables": {"config": {"reconcile": True}}}},
+    # The daily full build: every customer recomputed, unit tests and every data test run.
+    config={
+        **IN_PROCESS,
+        "ops": {
+            "stripe_raw_tables": {"config": {"reconcile": True}},
+            "stripe_dbt_models": {"config": {"full_refresh": True}},
+        },
+    },
 )
 
 stripe_build_job = dg.define_asset_job(

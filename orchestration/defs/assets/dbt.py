@@ -108,6 +108,27 @@ class BuildConfig(dg.Config):
     """Run config of a build: the contract's `--as-of` ("" = the build's own start time)."""
 
     as_of: str = Field(default="", description="ISO-8601 with timezone; fixes 'now' for the rules.")
+    full_refresh: bool = Field(
+        default=False,
+        description="Recompute every customer and run every test (the daily reconcile does);"
+        " otherwise only touched customers, and only the reader_guard checks.",
+    )
+
+
+# The checks an incremental build runs (selectors.yml's `incremental`): data tests so tagged.
+READER_GUARD = "reader_guard"
+
+
+def incremental_excludes(manifest: Mapping[str, Any]) -> list[str]:
+    """What an incremental build leaves to full builds: unit tests, and every data test not
+    tagged reader_guard (the same rule as selectors.yml, which `stripe-sync build` uses; dbt
+    takes no --selector beside the selection dagster-dbt passes)."""
+    heavy = sorted(
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test" and READER_GUARD not in node.get("tags", [])
+    )
+    return ["resource_type:unit_test", *heavy]
 
 
 def build_as_of(config_as_of: str) -> datetime:
@@ -248,8 +269,11 @@ def with_facts(
     return event.with_metadata({**event.metadata, **facts})
 
 
+MANIFEST = manifest_with_checked_models(dbt_project.manifest_path)
+
+
 @dbt_assets(
-    manifest=manifest_with_checked_models(dbt_project.manifest_path),
+    manifest=MANIFEST,
     project=dbt_project,
     dagster_dbt_translator=StripeDbtTranslator(),
     name="stripe_dbt_models",
@@ -269,10 +293,15 @@ def stripe_dbt_models(
     livemode = current_livemode(url)
     mode = "live" if livemode else "test"
     as_of = build_as_of(config.as_of)
-    context.log.info(f"dbt build in {mode} mode, as of {as_of.isoformat()}")
+    kind = "full" if config.full_refresh else "incremental"
+    context.log.info(f"{kind} dbt build in {mode} mode, as of {as_of.isoformat()}")
     with build_lock(url), dbt_environment(url):
         ensure_raw_tables(url)
         args = ["build", "--vars", build_vars(as_of, livemode)]
+        if config.full_refresh:
+            args.append("--full-refresh")
+        else:
+            args += ["--exclude", " ".join(incremental_excludes(MANIFEST))]
         # The warehouse's own target folder, as `stripe-sync build`'s: partial parsing stays warm.
         invocation = dbt.cli(args, context=context, target_path=target_path_for(url))
         # Segment pages count the changes this build detected, and mrr_movements' page shows the
