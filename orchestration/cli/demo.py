@@ -32,10 +32,9 @@ from orchestration.core.warehouse import describe, parse_database_url
 from orchestration.embedded.environment import check_database, warehouse_url
 from orchestration.emulator import start_emulator
 from orchestration.transform.reports import (
-    BRIDGE_COLUMNS,
+    MOVEMENTS,
     MrrBridge,
     read_mrr_bridge,
-    signed,
 )
 
 if TYPE_CHECKING:
@@ -120,13 +119,17 @@ def todays_segment_changes(url: str) -> list[tuple[str, int, int]]:
 
 
 def bridge_lines(bridge: MrrBridge) -> list[str]:
-    """One line per currency: start, the five movements (signed as they move MRR), end."""
-    return [
-        f"  {currency} {amounts['start_mrr']:,.2f} "
-        + " ".join(f"{name} {signed(name, amounts[name])}" for name in BRIDGE_COLUMNS[1:-1])
-        + f" = {amounts['end_mrr']:,.2f}"
-        for currency, amounts in bridge
-    ]
+    """One line per currency: start, the movements that moved it, end."""
+    lines = []
+    for currency, amounts in bridge:
+        moved = [
+            f"{'+' if amounts[name] >= 0 else '-'} {name} {abs(amounts[name]):,.2f}"
+            for name in MOVEMENTS
+            if amounts[name]
+        ]
+        steps = " ".join([f"{amounts['start_mrr']:,.2f}", *moved])
+        lines.append(f"  {currency} {steps} = {amounts['end_mrr']:,.2f}")
+    return lines
 
 
 @contextlib.contextmanager

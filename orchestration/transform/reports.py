@@ -17,8 +17,8 @@ BRIDGE_COLUMNS = (
     "reactivation",
     "end_mrr",
 )
-# Movements that lower MRR: a bridge shows them with a minus sign.
-LOWERING = ("contraction", "churn")
+# The movements, signed as they move MRR (contraction and churn are stored negative).
+MOVEMENTS = BRIDGE_COLUMNS[1:-1]
 
 MrrBridge = list[tuple[str, dict[str, Decimal]]]
 
@@ -37,9 +37,9 @@ def read_mrr_bridge(conn: psycopg.Connection) -> MrrBridge:
     return [(row[0], dict(zip(BRIDGE_COLUMNS, row[1:], strict=True))) for row in rows]
 
 
-def signed(name: str, amount: Decimal) -> str:
+def signed(amount: Decimal) -> str:
     """A movement as it moves MRR: `+12.00`, `-3.50`."""
-    return f"{'-' if name in LOWERING else '+'}{amount:,.2f}"
+    return f"{amount:+,.2f}"
 
 
 def bridge_markdown(bridge: MrrBridge) -> str:
@@ -48,7 +48,7 @@ def bridge_markdown(bridge: MrrBridge) -> str:
     rule = "|---|" + "---:|" * len(BRIDGE_COLUMNS)
     rows = [
         f"| {currency} | {amounts['start_mrr']:,.2f} | "
-        + " | ".join(signed(name, amounts[name]) for name in BRIDGE_COLUMNS[1:-1])
+        + " | ".join(signed(amounts[name]) for name in MOVEMENTS)
         + f" | {amounts['end_mrr']:,.2f} |"
         for currency, amounts in bridge
     ]
