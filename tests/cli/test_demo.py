@@ -79,7 +79,9 @@ def test_demo_output_is_short_and_names_its_full_log(demo: Demo) -> None:
     assert log.is_file()
     assert log.parent == demo.home / "logs"
     full = log.read_text()
-    assert len(full.splitlines()) > 3 * len(lines), "the log holds the whole output"
+    # The build is incremental (2 of its checks run, the rest wait for the daily full build), so
+    # the log is shorter than it was, still well beyond the console's lines.
+    assert len(full.splitlines()) > 2 * len(lines), "the log holds the whole output"
     assert re.search(r"^\d+ of \d+ PASS ", full, re.MULTILINE), "dbt's node lines are in the log"
     assert "Finished dbt command" in full
     assert "\x1b[" not in full, "no ANSI colour codes in the log"

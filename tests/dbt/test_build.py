@@ -166,5 +166,10 @@ def test_vars_carry_as_of_in_utc_and_the_mode() -> None:
     assert json.loads(dbt_vars(as_of=AS_OF, livemode=True)) == {
         "as_of": "2026-11-20T12:00:00+00:00",
         "livemode": True,
+        "stale_after_hours": 24,
     }
-    assert json.loads(dbt_vars(as_of=None, livemode=False)) == {"as_of": "", "livemode": False}
+    assert json.loads(dbt_vars(as_of=None, livemode=False, stale_after_hours=6)) == {
+        "as_of": "",
+        "livemode": False,
+        "stale_after_hours": 6,
+    }
