@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -19,13 +20,22 @@ from orchestration.transform.runner import dbt_project, dbt_resource, parse
 
 
 def ensure_manifest() -> None:
-    """`dbt parse` when the manifest is missing (or always under `dagster dev`).
+    """`dbt parse` when the manifest is missing or older than the dbt project's files (or always
+    under `dagster dev`).
 
-    Definitions cannot load without target/manifest.json; parsing needs no database.
+    Definitions cannot load without target/manifest.json, and a manifest older than the models
+    (a `git pull` that added one) makes a run fail on the node it lacks; parsing needs no database.
     """
     dbt_project.prepare_if_dev()
-    if not dbt_project.manifest_path.exists():
+    manifest = dbt_project.manifest_path
+    if not manifest.exists() or _newest_project_file() > manifest.stat().st_mtime:
         parse(dbt_project.target_path)
+
+
+def _newest_project_file() -> float:
+    root = Path(dbt_project.project_dir)
+    files = [root / "dbt_project.yml", root / "selectors.yml", *(root / "dbt_project").rglob("*")]
+    return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
 
 
 class StripeResource(dg.ConfigurableResource):
