@@ -94,12 +94,13 @@ print(json.dumps({
 
 
 class EmulatorProcess:
-    """start_emulator(**options) in a child process, so its CPU is not the sync's."""
+    """start_emulator(**options) in a child process, so its CPU is not the sync's; `script` is
+    the child's command loop (EMULATOR's, or a bench's own with more commands)."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, script: str = EMULATOR, **options: Any) -> None:
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", EMULATOR, json.dumps(options)],
+            [sys.executable, "-c", script, json.dumps(options)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
