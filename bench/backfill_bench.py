@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -181,6 +182,15 @@ def run_sync(**args: Any) -> dict[str, Any]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-th percentile (q in 0..100): a value that was measured, never an
+    interpolation; with few runs p95 is the slowest run."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def machine() -> dict[str, Any]:

@@ -1,17 +1,21 @@
 """Time from K changes in Stripe to updated segment rows, by polling and by webhooks.
 
-After a backfill of two databases from one emulator (its own process, 250 ms latency, 25 req/s
-test limit, which signs and delivers webhooks to `webhooks serve`'s app in another process writing
-database B), for each K (10, 100, 1,000 test-mode events) and run:
+For each account size: a backfill of two databases from one emulator (its own process, 250 ms
+latency, 25 req/s test limit by default, which signs and delivers webhooks to `webhooks serve`'s
+app in another process writing database B, from 8 concurrent delivery workers as Stripe delivers
+concurrently), then for each K (1, 10, 100, 1,000 test-mode events) and run:
 
 - webhooks: from the end of the K changes until every event is in B's stripe_raw.events
-  (deliveries) plus one `build` of B;
-- polling: one `sync` process on database A plus one `build` of A, started right after (the
-  events already exist, so this is the sync and build time; a schedule adds its interval).
+  (deliveries) plus one production `build` of B (`stripe-sync build`: the incremental selector);
+- polling: one `sync` process on database A plus one production `build` of A, started right after
+  (the events already exist, so this is the sync and build time; a schedule adds its interval).
 
-Both end with stripe_segments.syncing_with_stripe holding exactly the emulator's customers.
+Both end with stripe_segments.syncing_with_stripe holding exactly the emulator's customers. The
+figures are the CLI path (a fresh dbt process per build); bench/segment_latency_bench.py and
+bench/dagster_bench.py measure the Dagster daemon's path.
 
-    .venv/bin/python bench/incremental_bench.py [--changes 10,100,1000] [--runs 3] [--quick]
+    .venv/bin/python bench/incremental_bench.py [--customers 10000 100000] [--changes 1,10,100]
+        [--runs 5] [--quick]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from backfill_bench import (
     emulator_process,
     fresh_database,
     median,
+    percentile,
     print_table,
     run_sync,
     table,
@@ -74,25 +79,15 @@ def _segment_customers(database_url: str) -> int:
 
 def _build(database_url: str, target: Path) -> float:
     started = time.monotonic()
-    build(database_url, as_of=None, livemode=False, target_path=target)
+    build(database_url, as_of=None, livemode=False, target_path=target, selector="incremental")
     return time.monotonic() - started
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="500 customers, K = 10 and 100")
-    parser.add_argument("--customers", type=int, default=None)
-    parser.add_argument("--changes", default=None, help="K values, comma-separated")
-    parser.add_argument("--runs", type=int, default=None, help="3 (1 with --quick)")
-    parser.add_argument("--latency-ms", type=float, default=250.0)
-    parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
-    args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
-    args.runs = args.runs or (1 if args.quick else 3)
-    customers = args.customers or (500 if args.quick else 2000)
-    ks = [int(k) for k in (args.changes or ("10,100" if args.quick else "10,100,1000")).split(",")]
-
+def measure(customers: int, ks: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Runs every K `args.runs` times on one account of `customers` customers; returns samples."""
     options = {"customers": customers, "seed": 9, "latency_ms": args.latency_ms,
-               "rate_limit": args.server_limit, "webhooks": True}  # fmt: skip
+               "rate_limit": args.server_limit, "webhooks": True,
+               "webhook_workers": args.webhook_workers}  # fmt: skip
     samples: list[dict[str, Any]] = []
     server = None
     with (
@@ -106,7 +101,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
             secret = emu.send(endpoint=url + WEBHOOK_PATH)["secret"]
             sync_args = {"api_key": emu.key, "api_base": emu.url}  # the default test budget
-            print("… backfills", flush=True)
+            print(f"… {customers:,} customers: backfills", flush=True)
             run_sync(database_url=db_poll, **sync_args)
             run_sync(database_url=db_hook, **sync_args)
             serve = {"database_url": db_hook, "secret": secret, "key": emu.key,
@@ -118,59 +113,94 @@ def main() -> int:
             _build(db_hook, targets[db_hook])
             for k in ks:
                 for run in range(args.runs):
-                    ids = emu.send(tick=k)["events"]
-                    t0 = time.monotonic()
-                    delivered = _wait_events(db_hook, ids)
-                    deliveries_s = time.monotonic() - t0
-                    hook_build_s = _build(db_hook, targets[db_hook])
-                    hook_total = time.monotonic() - t0
-                    truth = emu.send(count="customers")["count"]
-                    hook_ok = delivered and _segment_customers(db_hook) == truth
-
-                    t1 = time.monotonic()
-                    sync = run_sync(database_url=db_poll, **sync_args)
-                    poll_build_s = _build(db_poll, targets[db_poll])
-                    poll_total = time.monotonic() - t1
-                    poll_ok = _segment_customers(db_poll) == truth
-                    samples.append({
-                        "k": k, "run": run + 1, "customers_in_emulator": truth,
-                        "webhooks": {"deliveries_s": deliveries_s, "build_s": hook_build_s,
-                                     "total_s": hook_total, "consistent": hook_ok},
-                        "polling": {"sync_s": sync["wall_s"], "build_s": poll_build_s,
-                                    "total_s": poll_total, "consistent": poll_ok,
-                                    "events_applied": sync["events_applied"],
-                                    "requests": sync["requests"]},
-                    })  # fmt: skip
-                    print(f"  K={k} run {run + 1}: webhooks {hook_total:.1f} s "
-                          f"(deliveries {deliveries_s:.2f} s), polling {poll_total:.1f} s "
-                          f"(sync {sync['wall_s']:.1f} s)", flush=True)  # fmt: skip
+                    samples.append(_one_run(emu, k, run, db_poll, db_hook, targets, sync_args))
+                    samples[-1]["customers"] = customers
         finally:
             if server is not None:
                 server.terminate()
                 server.wait(30)
+    return samples
 
+
+def _one_run(
+    emu: Any, k: int, run: int, db_poll: str, db_hook: str, targets: dict[str, Path],
+    sync_args: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    ids = emu.send(tick=k)["events"]
+    t0 = time.monotonic()
+    delivered = _wait_events(db_hook, ids)
+    deliveries_s = time.monotonic() - t0
+    hook_build_s = _build(db_hook, targets[db_hook])
+    hook_total = time.monotonic() - t0
+    truth = emu.send(count="customers")["count"]
+    hook_ok = delivered and _segment_customers(db_hook) == truth
+
+    t1 = time.monotonic()
+    sync = run_sync(database_url=db_poll, **sync_args)
+    poll_build_s = _build(db_poll, targets[db_poll])
+    poll_total = time.monotonic() - t1
+    poll_ok = _segment_customers(db_poll) == truth
+    print(f"  K={k} run {run + 1}: webhooks {hook_total:.1f} s (deliveries {deliveries_s:.2f} s, "
+          f"build {hook_build_s:.1f} s), polling {poll_total:.1f} s (sync {sync['wall_s']:.1f} s, "
+          f"build {poll_build_s:.1f} s)", flush=True)  # fmt: skip
+    return {
+        "k": k, "run": run + 1, "customers_in_emulator": truth,
+        "webhooks": {"deliveries_s": deliveries_s, "build_s": hook_build_s,
+                     "total_s": hook_total, "consistent": hook_ok},
+        "polling": {"sync_s": sync["wall_s"], "build_s": poll_build_s, "total_s": poll_total,
+                    "consistent": poll_ok, "events_applied": sync["events_applied"],
+                    "requests": sync["requests"]},
+    }  # fmt: skip
+
+
+def summarize(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median of every part and p95 of the totals, per account size and K."""
     summary = []
-    for k in ks:
-        mine = [s for s in samples if s["k"] == k]
+    for customers, k in sorted({(s["customers"], s["k"]) for s in samples}):
+        mine = [s for s in samples if s["customers"] == customers and s["k"] == k]
         w = {f: median([s["webhooks"][f] for s in mine]) for f in ("deliveries_s", "build_s",
                                                                      "total_s")}  # fmt: skip
         p = {f: median([s["polling"][f] for s in mine]) for f in ("sync_s", "build_s", "total_s")}
+        w["total_p95_s"] = percentile([s["webhooks"]["total_s"] for s in mine], 95)
+        p["total_p95_s"] = percentile([s["polling"]["total_s"] for s in mine], 95)
         consistent = all(s["webhooks"]["consistent"] and s["polling"]["consistent"] for s in mine)
-        summary.append({"k": k, "webhooks": w, "polling": p, "consistent": consistent,
-                        "polling_over_webhooks": p["total_s"] / w["total_s"]})  # fmt: skip
-    headers = ["K changes", "polling: sync s", "build s", "total s", "webhooks: deliveries s",
-               "build s", "total s", "polling / webhooks", "segments = emulator"]  # fmt: skip
-    rows = [[s["k"], s["polling"]["sync_s"], s["polling"]["build_s"], s["polling"]["total_s"],
-             s["webhooks"]["deliveries_s"], s["webhooks"]["build_s"], s["webhooks"]["total_s"],
-             f"{s['polling_over_webhooks']:.2f}×", "yes" if s["consistent"] else "NO"]
-            for s in summary]  # fmt: skip
+        summary.append({"customers": customers, "k": k, "runs": len(mine), "webhooks": w,
+                        "polling": p, "consistent": consistent})  # fmt: skip
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 customers, K = 1 and 100")
+    parser.add_argument("--customers", type=int, nargs="+", default=None)
+    parser.add_argument("--changes", default=None, help="K values, comma-separated")
+    parser.add_argument("--runs", type=int, default=None, help="5 (1 with --quick)")
+    parser.add_argument("--latency-ms", type=float, default=250.0)
+    parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
+    parser.add_argument("--webhook-workers", type=int, default=8, help="emulator's concurrency")
+    args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
+    args.runs = args.runs or (1 if args.quick else 5)
+    sizes = args.customers or ([500] if args.quick else [10_000, 100_000])
+    default_ks = "1,100" if args.quick else "1,10,100,1000"
+    ks = [int(k) for k in (args.changes or default_ks).split(",")]
+
+    samples = [sample for customers in sizes for sample in measure(customers, ks, args)]
+    summary = summarize(samples)
+    headers = ["customers", "K changes", "polling: sync s", "build s", "total p50 s", "p95 s",
+               "webhooks: deliveries s", "build s", "total p50 s", "p95 s",
+               "segments = emulator"]  # fmt: skip
+    rows = [[s["customers"], s["k"], s["polling"]["sync_s"], s["polling"]["build_s"],
+             s["polling"]["total_s"], s["polling"]["total_p95_s"], s["webhooks"]["deliveries_s"],
+             s["webhooks"]["build_s"], s["webhooks"]["total_s"], s["webhooks"]["total_p95_s"],
+             "yes" if s["consistent"] else "NO"] for s in summary]  # fmt: skip
     print()
-    print(f"incremental: {customers:,} customers, {args.latency_ms:.0f} ms latency, "
-          f"{args.server_limit:.0f} req/s limit; median of {args.runs} runs")  # fmt: skip
+    print(f"incremental: {args.latency_ms:.0f} ms latency, {args.server_limit:.0f} req/s limit, "
+          f"{args.webhook_workers} delivery workers; p50 and p95 (nearest rank) of {args.runs} "
+          "runs")  # fmt: skip
     print_table(headers, rows)
     path = write_results("incremental_bench", {
-        "customers": customers, "latency_ms": args.latency_ms,
-        "server_limit_rps": args.server_limit, "runs": args.runs, "summary": summary,
+        "latency_ms": args.latency_ms, "server_limit_rps": args.server_limit,
+        "webhook_workers": args.webhook_workers, "runs": args.runs, "summary": summary,
         "samples": samples, "markdown": table(headers, rows)})  # fmt: skip
     print(f"wrote {path}")
     return 0 if all(s["consistent"] for s in summary) else 1

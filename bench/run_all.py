@@ -30,12 +30,22 @@ sys.path.insert(0, str(BENCH_DIR.parent))  # `python bench/run_all.py` finds tes
 from tests.helpers.secrets_scan import Scan, scan_files, scan_text  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
-ORDER = ("backfill", "incremental", "memory", "dbt", "webhook", "dagster", "segment_latency")
+ORDER = (
+    "backfill",
+    "incremental",
+    "memory",
+    "dbt",
+    "dbt_startup",
+    "webhook",
+    "dagster",
+    "segment_latency",
+)
 TITLES = {
     "backfill": "(a) backfill throughput vs the request budget's ceiling",
     "incremental": "(b) K changes → updated segment rows",
     "memory": "(c) peak RSS of a sync by account size",
     "dbt": "(d) dbt build time",
+    "dbt_startup": "(d2) what an incremental build pays around its SQL: dbt start-up by path",
     "webhook": "(e) webhook endpoint",
     "dagster": "(g) Dagster runs under the daemon: created → success, and where the time goes",
     "segment_latency": "(h) change → customer_fields through webhooks and the Dagster sensor",

@@ -64,6 +64,7 @@ class Emulator:
         fault_kinds: tuple[str, ...] = FAULT_KINDS,
         api_version: str | None = None,
         webhooks: bool = True,
+        webhook_workers: int = 1,
         now: int | None = None,
         db_path: str = ":memory:",
     ) -> None:
@@ -85,7 +86,9 @@ class Emulator:
         self.stats_counters = Stats()
         self.lock = threading.RLock()
         self.rng = random.Random(seed * 31 + 7)  # noqa: S311 - reproducible, not secret
-        self.deliverer = Deliverer(self.stats_counters) if webhooks else None
+        self.deliverer = (
+            Deliverer(self.stats_counters, workers=webhook_workers) if webhooks else None
+        )
         self.endpoints: dict[tuple[str, bool], list[dict[str, Any]]] = {}
         self.keys: dict[str, KeyInfo] = {}
         self.account = self._make_account(seed, "Stripe Sync Demo", db_path)

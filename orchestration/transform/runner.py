@@ -4,19 +4,23 @@ dbt through dagster-dbt's DbtCliResource, in one environment (`dbt_environment`)
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import psycopg
 from dagster_dbt import DbtCliResource, DbtProject
+from dbt.adapters.base import BaseAdapter
+from packaging import version
 
 from orchestration.core.errors import BuildError, DatabaseError
 from orchestration.core.warehouse import dbt_env, parse_database_url
@@ -98,17 +102,23 @@ def target_path_for(database_url: str) -> Path:
     return DEFAULT_TARGET_PATH / "builds" / f"{params.dbname}-{key}"
 
 
-def dbt_vars(
-    *, as_of: datetime | None, livemode: bool, stale_after_hours: int = STALE_AFTER_HOURS
-) -> str:
-    """The --vars of a build: as_of as ISO-8601 UTC ("" = the build's own start time), the mode,
-    and the staleness threshold (Settings.stripe_sync_stale_after_hours)."""
+# The build's instant reaches dbt in the environment, not in --vars: dbt re-parses the whole
+# project whenever --vars change (seconds per build, as every Dagster build has its own as_of),
+# and macros/as_of.sql reads it only while executing, where dbt records no env_var dependency.
+AS_OF_ENV = "STRIPE_SYNC_BUILD_AS_OF"
+
+
+def dbt_vars(*, livemode: bool, stale_after_hours: int = STALE_AFTER_HOURS) -> str:
+    """The --vars of a build: the mode and the staleness threshold
+    (Settings.stripe_sync_stale_after_hours). Both change rarely, so partial parsing holds."""
+    return json.dumps({"livemode": bool(livemode), "stale_after_hours": int(stale_after_hours)})
+
+
+def as_of_env(as_of: datetime | None) -> dict[str, str]:
+    """The build's as_of for dbt's environment: ISO-8601 UTC, "" for the build's own start."""
     if as_of is not None and as_of.tzinfo is None:
         raise BuildError("--as-of has no timezone", "give one, e.g. 2026-11-20T12:00:00Z")
-    value = as_of.astimezone(UTC).isoformat() if as_of is not None else ""
-    return json.dumps(
-        {"as_of": value, "livemode": bool(livemode), "stale_after_hours": int(stale_after_hours)}
-    )
+    return {AS_OF_ENV: as_of.astimezone(UTC).isoformat() if as_of is not None else ""}
 
 
 def build(
@@ -132,8 +142,8 @@ def build(
     empty marts instead of an error.
     """
     target = target_path or target_path_for(database_url)
-    build_vars = dbt_vars(as_of=as_of, livemode=livemode, stale_after_hours=stale_after_hours)
-    args = ["build", "--vars", build_vars]
+    build_env = as_of_env(as_of)
+    args = ["build", "--vars", dbt_vars(livemode=livemode, stale_after_hours=stale_after_hours)]
     if select:
         args += ["--select", select]
     # selectors.yml: `incremental` is the production build (models, reader_guard checks only).
@@ -146,7 +156,7 @@ def build(
         # A failure before dbt writes its results must not be read as the previous build's.
         (target / "run_results.json").unlink(missing_ok=True)
         started = time.monotonic()
-        completed = run_dbt(args, database_url, target)
+        completed = run_dbt(args, database_url, target, build_env)
         duration = time.monotonic() - started
     nodes = _read_run_results(target)
     result = BuildResult(
@@ -222,27 +232,33 @@ def build_livemode(key_mode: str | None, database_url: str) -> bool:
     return bool(row and row[0])
 
 
-def dbt_process_env(database_url: str | None) -> dict[str, str]:
-    """Environment variables for a dbt process: the profile's connection, and JIT off.
+def dbt_process_env(
+    database_url: str | None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Environment variables for a dbt process: the profile's connection, JIT off, and `extra`
+    (a build's as_of_env).
 
     JIT compilation costs seconds per query on plans over jsonb views (whose row estimates are
     guesses) and never pays back on these short whole-table queries; libpq reads PGOPTIONS.
     """
-    env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", AS_OF_ENV: ""}
     env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c jit=off".strip()
     if database_url is not None:
         env.update(dbt_env(database_url))
+    env.update(extra or {})
     return env
 
 
 @contextmanager
-def dbt_environment(database_url: str | None) -> Iterator[None]:
+def dbt_environment(
+    database_url: str | None, extra: dict[str, str] | None = None
+) -> Iterator[None]:
     """Exports dbt_process_env for the duration of a dbt command, then restores os.environ.
 
     DbtCliResource hands os.environ to dbt; restoring it keeps in-process runs (tests, the CLI)
-    from leaking one warehouse's settings into the next.
+    from leaking one warehouse's settings (or one build's as_of) into the next.
     """
-    values = dbt_process_env(database_url)
+    values = dbt_process_env(database_url, extra)
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -255,10 +271,31 @@ def dbt_environment(database_url: str | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
+class ProjectDbtCliResource(DbtCliResource):
+    """DbtCliResource without the two start-up costs it pays before every dbt command.
+
+    Before each command DbtCliResource runs `dbt --version` in a subprocess (2-4 s here) to learn
+    the version, and loads every macro into an adapter of its own (~1 s) that serves only
+    fetch_row_counts()/fetch_column_metadata(), which nothing here calls (the asset counts rows
+    with its own query). The executable is always this venv's dbt (`dbt_executable`), so its
+    version is dbt-core's installed one; test_runner holds the two equal. Both hooks are private
+    to dagster-dbt, which pyproject pins exactly.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(importlib.metadata.version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter:
+        # None is what dagster-dbt runs with when it cannot make the adapter: dbt runs unchanged.
+        return None  # type: ignore[return-value]
+
+
 def dbt_resource() -> DbtCliResource:
     """The dbt CLI every run uses: the venv's dbt, this project, its profiles, no colour codes."""
-    return DbtCliResource(
-        project_dir=dbt_project,
+    return ProjectDbtCliResource(
+        # DbtCliResource's own __init__ takes a DbtProject; a subclass shows mypy only the field.
+        project_dir=dbt_project,  # type: ignore[arg-type]
         profiles_dir=str(PROFILES_DIR),
         dbt_executable=dbt_executable(),
         global_config_flags=["--no-use-colors"],
@@ -273,14 +310,16 @@ class DbtRun:
     errors: list[str]
 
 
-def run_dbt(args: list[str], database_url: str | None, target: Path) -> DbtRun:
+def run_dbt(
+    args: list[str], database_url: str | None, target: Path, extra_env: dict[str, str] | None = None
+) -> DbtRun:
     """Runs one dbt command into `target` (artifacts and dbt.log), keeping its error lines.
 
     Each warehouse keeps its own target folder, so dbt's partial parsing stays warm across runs.
     """
     target.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
-    with dbt_environment(database_url):
+    with dbt_environment(database_url, extra_env):
         invocation = dbt_resource().cli(args, raise_on_error=False, target_path=target)
         for event in invocation.stream_raw_events():
             info = event.raw_event.get("info", {})

@@ -11,7 +11,7 @@ from conftest import create_raw_tables, fetch_dicts
 from dbt_raw_dataset import AS_OF, EXPECTED_CUSTOMER_FIELDS, EXPECTED_FEED, insert_raw_dataset
 
 from orchestration.core.errors import BuildError
-from orchestration.transform.runner import build, dbt_vars
+from orchestration.transform.runner import AS_OF_ENV, as_of_env, build, dbt_vars
 
 CONTRACT_TABLES = [
     "stripe.customer_fields",
@@ -159,17 +159,14 @@ def test_build_failure_raises_build_error_naming_the_failing_test(
 
 def test_as_of_without_timezone_is_refused() -> None:
     with pytest.raises(BuildError, match="timezone"):
-        dbt_vars(as_of=AS_OF.replace(tzinfo=None), livemode=False)
+        as_of_env(AS_OF.replace(tzinfo=None))
 
 
-def test_vars_carry_as_of_in_utc_and_the_mode() -> None:
-    assert json.loads(dbt_vars(as_of=AS_OF, livemode=True)) == {
-        "as_of": "2026-11-20T12:00:00+00:00",
-        "livemode": True,
-        "stale_after_hours": 24,
-    }
-    assert json.loads(dbt_vars(as_of=None, livemode=False, stale_after_hours=6)) == {
-        "as_of": "",
+def test_vars_carry_the_mode_and_the_environment_carries_as_of_in_utc() -> None:
+    assert json.loads(dbt_vars(livemode=True)) == {"livemode": True, "stale_after_hours": 24}
+    assert json.loads(dbt_vars(livemode=False, stale_after_hours=6)) == {
         "livemode": False,
         "stale_after_hours": 6,
     }
+    assert as_of_env(AS_OF) == {AS_OF_ENV: "2026-11-20T12:00:00+00:00"}
+    assert as_of_env(None) == {AS_OF_ENV: ""}

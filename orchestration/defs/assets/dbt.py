@@ -25,6 +25,7 @@ from orchestration.core.settings import load_settings
 from orchestration.defs.resources import WarehouseResource, ensure_manifest
 from orchestration.transform.reports import bridge_markdown, read_mrr_bridge
 from orchestration.transform.runner import (
+    as_of_env,
     build_livemode,
     build_lock,
     dbt_environment,
@@ -137,10 +138,9 @@ def build_as_of(config_as_of: str) -> datetime:
     return parse_as_of(config_as_of or None) or datetime.now(UTC)
 
 
-def build_vars(as_of: datetime, livemode: bool) -> str:
-    """dbt --vars for a build: as_of normalised to UTC ISO-8601, and the mode to show."""
+def build_vars(livemode: bool) -> str:
+    """dbt --vars for a build: the mode to show and the staleness threshold."""
     return dbt_vars(
-        as_of=as_of,
         livemode=livemode,
         stale_after_hours=load_settings().stripe_sync_stale_after_hours,
     )
@@ -295,9 +295,9 @@ def stripe_dbt_models(
     as_of = build_as_of(config.as_of)
     kind = "full" if config.full_refresh else "incremental"
     context.log.info(f"{kind} dbt build in {mode} mode, as of {as_of.isoformat()}")
-    with build_lock(url), dbt_environment(url):
+    with build_lock(url), dbt_environment(url, as_of_env(as_of)):
         ensure_raw_tables(url)
-        args = ["build", "--vars", build_vars(as_of, livemode)]
+        args = ["build", "--vars", build_vars(livemode)]
         if config.full_refresh:
             args.append("--full-refresh")
         else:
