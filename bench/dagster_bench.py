@@ -13,10 +13,12 @@ runs are launched as the UI launches them (GraphQL `launchRun`) and queue like a
    sensor), then the run.
 
 Each run's time is read from the instance: its record (created, started, ended) and its event
-log, split into queue (created → dequeued by the daemon), launch (dequeued → RUN_START: the run
-process starts and loads the code location), each step (STEP_START → STEP_SUCCESS; in the dbt
-step, start → first materialization is dbt's start-up and first models) and end (last step →
-RUN_SUCCESS). Medians of `--runs` with every raw value.
+log, split into submit (created → RUN_ENQUEUED: the plan written), queue (→ RUN_STARTING: the
+daemon's next dequeue), run process start (→ RUN_START: a new process imports Dagster,
+dagster-dbt and the definitions), each step (STEP_START → STEP_SUCCESS: the sync, the asset
+checks on the raw tables, dbt; the dbt step split by dagster-dbt's "Running/Finished dbt
+command" lines into before dbt, the dbt command and after it) and end (last step →
+RUN_SUCCESS). Medians of `--runs` with every raw value, and the machine's 1-minute load.
 
     .venv/bin/python bench/dagster_bench.py [--customers 10000] [--runs 3] [--changes 100] [--quick]
 """
@@ -100,6 +102,8 @@ with start_emulator(**json.loads(sys.argv[1])) as emu:
 """
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
+# dagster-dbt's log lines around the dbt process, in the dbt step.
+DBT_MARKERS = {"Running dbt command": "dbt_start", "Finished dbt command": "dbt_end"}
 PENDING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
            dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]  # fmt: skip
 LAUNCH = """
@@ -285,6 +289,10 @@ def breakdown(stack: Stack, run_id: str) -> dict[str, Any]:
     for entry in stack.instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None:
+            message = entry.user_message or ""
+            for marker, key in DBT_MARKERS.items():
+                if entry.step_key and message.startswith(marker):
+                    steps.setdefault(entry.step_key, {}).setdefault(key, entry.timestamp)
             continue
         kind, at = event.event_type.name, entry.timestamp  # names: the values say PIPELINE_
         events.setdefault(kind, at)
@@ -298,19 +306,21 @@ def breakdown(stack: Stack, run_id: str) -> dict[str, Any]:
                 step.setdefault("first_materialization", at)
                 step["last_materialization"] = at
     end = events.get("RUN_SUCCESS") or events.get("RUN_FAILURE") or record.end_time
-    dequeued = events.get("RUN_DEQUEUED", created)
-    starting = events.get("RUN_STARTING", dequeued)
+    enqueued = events.get("RUN_ENQUEUED", created)
+    # Dagster 1.13 writes no RUN_DEQUEUED event: the daemon's RUN_STARTING marks the dequeue.
+    starting = events.get("RUN_STARTING", enqueued)
     run_start = events.get("RUN_START", record.start_time or starting)
     out: dict[str, Any] = {
         "run_id": run_id,
         "status": record.dagster_run.status.value,
         "total_s": end - created,
-        "queue_s": dequeued - created,
-        # dequeued → STARTING: the launcher spawns the run process; STARTING → RUN_START: that
-        # process imports Dagster and loads the code location (definitions, dbt manifest).
-        "launcher_s": starting - dequeued,
+        # created → ENQUEUED: the run's plan written (asset and check plans) and submitted.
+        "submit_s": enqueued - created,
+        # ENQUEUED → STARTING: waiting for the daemon's next dequeue (every 5 s by default).
+        "queue_s": starting - enqueued,
+        # STARTING → RUN_START: a new process imports Dagster, dagster-dbt and the definitions.
         "process_start_s": run_start - starting,
-        "launch_s": run_start - dequeued,
+        "launch_s": run_start - starting,
         "steps": {},
     }
     last = run_start
@@ -321,6 +331,12 @@ def breakdown(stack: Stack, run_id: str) -> dict[str, Any]:
         if "first_materialization" in step:
             detail["to_first_materialization_s"] = step["first_materialization"] - step["start"]
             detail["after_last_materialization_s"] = step["end"] - step["last_materialization"]
+        if "dbt_start" in step and "dbt_end" in step:
+            # Before dbt: our runner and dagster-dbt prepare the command; after: dagster-dbt
+            # turns dbt's results into Dagster events.
+            detail["before_dbt_s"] = step["dbt_start"] - step["start"]
+            detail["dbt_command_s"] = step["dbt_end"] - step["dbt_start"]
+            detail["after_dbt_s"] = step["end"] - step["dbt_end"]
         out["steps"][key] = detail
         last = step["end"]
     out["end_s"] = end - last
@@ -447,30 +463,31 @@ def main() -> int:
                   f"{sample['delivered_to_created_s']:.1f} s, builds {sample['builds']}",
                   flush=True)  # fmt: skip
 
-    headers = ["case", "created → success s (raw)", "queue s", "launch s",
-               "of which run process start s", "sync step s", "check steps s", "dbt step s",
-               "dbt to 1st materialization s", "end s", "steps' gaps s", "load avg"]  # fmt: skip
+    # Columns: (header, field); a run's phases in order, then the dbt step's parts.
+    columns = [("submit s", "submit_s"), ("queue s", "queue_s"),
+               ("run process start s", "process_start_s"), ("sync step s", "sync_s"),
+               ("check steps s", "checks_s"), ("dbt step s", "dbt_s"),
+               ("of which before dbt s", "before_dbt_s"), ("dbt command s", "dbt_command_s"),
+               ("after dbt s", "after_dbt_s"), ("end s", "end_s"), ("gaps s", "gaps_s"),
+               ("load avg", "load1")]  # fmt: skip
+    headers = ["case", "created → success s (raw)", *(h for h, _ in columns)]
     rows, summary = [], {}
     for name, samples in cases.items():
         for s in samples:
+            dbt = s["steps"].get("stripe_dbt_models", {})
             s["sync_s"] = _dig(s, "steps.stripe_raw_tables.duration_s")
-            s["dbt_s"] = _dig(s, "steps.stripe_dbt_models.duration_s")
-            s["dbt_first_s"] = _dig(s, "steps.stripe_dbt_models.to_first_materialization_s")
+            s["dbt_s"] = dbt.get("duration_s")
+            for part in ("before_dbt_s", "dbt_command_s", "after_dbt_s"):
+                s[part] = dbt.get(part)
             s["gaps_s"] = sum(v["gap_before_s"] for v in s["steps"].values())
             s["checks_s"] = sum(v["duration_s"] for k, v in s["steps"].items()
                                 if k not in ("stripe_raw_tables", "stripe_dbt_models"))  # fmt: skip
-        fields = ["total_s", "queue_s", "launch_s", "process_start_s", "checks_s", "sync_s",
-                  "dbt_s", "dbt_first_s", "end_s", "gaps_s", "deliveries_s",
-                  "delivered_to_created_s", "changes_to_success_s", "load1"]  # fmt: skip
+        fields = ["total_s", *(f for _, f in columns), "deliveries_s", "delivered_to_created_s",
+                  "changes_to_success_s"]  # fmt: skip
         summary[name] = summarize(samples, fields)
         m = summary[name]
         rows.append([name, f"{m['total_s']['median']:.1f} ({raw(m['total_s']['raw'])})",
-                     m["queue_s"]["median"], m["launch_s"]["median"],
-                     m["process_start_s"]["median"],
-                     m["sync_s"]["median"] if m["sync_s"]["raw"] else None,
-                     m["checks_s"]["median"],
-                     m["dbt_s"]["median"], m["dbt_first_s"]["median"], m["end_s"]["median"],
-                     m["gaps_s"]["median"], m["load1"]["median"]])  # fmt: skip
+                     *(m[f]["median"] if m[f]["raw"] else None for _, f in columns)])  # fmt: skip
     sensor = summary[name]
     sensor_headers = ["webhook path", "median s", "raw s"]
     sensor_rows = [[label, sensor[key]["median"], raw(sensor[key]["raw"])] for label, key in (
