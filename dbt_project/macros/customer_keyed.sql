@@ -203,7 +203,7 @@
     state true to its table), and its key is indexed for the next build's lookups. -#}
 {% macro record_customer_keyed_state() -%}
     {%- set key = config.get('customer_key', 'stripe_customer_id') -%}
-    create index if not exists {{ this.identifier }}__customer_key_idx on {{ this }} ({{ key }});
+    {{ create_index_once(this, key) }};
     insert into {{ customer_keyed_state_relation() }} (
         model, stamp, as_of, livemode, logic_hash, invocation_id, built_at
     )

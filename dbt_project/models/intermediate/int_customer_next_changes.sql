@@ -10,8 +10,7 @@
         pre_hook=["{{ plan_for_touched_customers() }}"],
         post_hook=[
             "{{ record_customer_keyed_state() }}",
-            "create index if not exists int_customer_next_changes__next_change_at_idx
-                on {{ this }} (next_change_at)",
+            "{{ create_index_once(this, 'next_change_at') }}",
         ],
     )
 }}

@@ -7,12 +7,12 @@
     config(
         materialized='incremental',
         unique_key='stripe_event_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='indexed_delete_insert',
         tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
         post_hook=[
             "{{ record_customer_keyed_state() }}",
-            "create index if not exists int_events_mapped_to_activities__event_idx
-                on {{ this }} (stripe_event_id)",
+            "{{ create_index_once(this, 'stripe_event_id') }}",
         ],
     )
 }}

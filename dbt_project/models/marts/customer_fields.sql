@@ -11,10 +11,14 @@
             {'columns': ['stripe_customer_id'], 'unique': true},
             {'columns': ['subscription_status']},
         ],
-        pre_hook=["{{ plan_for_touched_customers() }}"],
+        pre_hook=[
+            "{{ plan_for_touched_customers() }}",
+            "{{ count_customers_before_merge() }}",
+        ],
         post_hook=[
             "{{ record_customer_keyed_state() }}",
-            "create index if not exists customer_fields__product_id_idx on {{ this }} (product_id)",
+            "{{ create_index_once(this, 'product_id') }}",
+            "{{ record_customer_counts() }}",
         ],
     )
 }}

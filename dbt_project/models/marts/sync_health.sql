@@ -6,20 +6,36 @@
     )
 }}
 
+{#- Taken before the branch below, so that dbt always orders this model after customer_fields. -#}
+{%- set customer_fields = ref('customer_fields') %}
+
 with
 
 sync_state as (
     select * from {{ ref('stg_stripe__sync_state') }}
 ),
 
-customers as (
-    select * from {{ ref('customer_fields') }}
-),
-
-customers_in_sync as (
-    select count(*) as customers_in_sync
-    from customers
-),
+-- The customers in sync and those whose discount can't be read: counted when the build
+-- recomputes every customer, else the totals customer_fields' merge keeps (macro
+-- customer_counts), so an incremental build does not read a table of every customer.
+{% if customer_window().full %}
+    counts as (
+        select
+            count(*) as customers_in_sync,
+            count(*) filter (
+                where has_unreadable_discount
+            ) as customers_with_unreadable_discount
+        from {{ customer_fields }}
+    ),
+{% else %}
+    counts as (
+        select
+            customers as customers_in_sync,
+            customers_with_unreadable_discount
+        from {{ customer_counts_relation() }}
+        where model = 'customer_fields'
+    ),
+{% endif %}
 
 -- Status (doc: sync_health_status): failed wins; running while the extractor has touched the row
 -- within the staleness threshold (older is a crashed run); otherwise stale when the last success is
@@ -51,12 +67,12 @@ unreadable_coupons as (
         'failed' as status,
         null::timestamptz as last_success_at,
         null::timestamptz as cursor_at,
-        count(*)::bigint as rows,  -- noqa: RF04
-        count(*) || ' customers have a discount whose coupon terms the key cannot read, and'
+        counts.customers_with_unreadable_discount as rows,  -- noqa: RF04
+        counts.customers_with_unreadable_discount
+        || ' customers have a discount whose coupon terms the key cannot read, and'
         || ' customer_mrr leaves it out: grant the key Coupons: Read' as last_error
-    from customers
-    where customers.has_unreadable_discount
-    having count(*) > 0
+    from counts
+    where counts.customers_with_unreadable_discount > 0
 ),
 
 objects as (
@@ -89,9 +105,9 @@ final as (
         objects.cursor_at,
         objects.rows,
         objects.last_error,
-        customers_in_sync.customers_in_sync
+        counts.customers_in_sync
     from objects
-    cross join customers_in_sync
+    cross join counts
 )
 
 select * from final

@@ -7,18 +7,25 @@
     one transaction, so a reader polling "change_id > N" never sees a gap that fills later.
     Never rebuilt (`full_refresh=false`): a rebuild would renumber changes tools already read; a
     column added later is appended (null on older rows). The unique index on change_id makes a
-    build that would reuse an id fail instead. -#}
+    build that would reuse an id fail instead.
+
+    Customer-keyed (doc: incremental_builds): new changes come from the customers whose stays
+    segment_membership_history compared, the touched ones (this model records its window too, so
+    the customers of a build it missed are caught up by the next), and an incremental build reads
+    only their stays and feed rows, by customer index, and the last change_id, by its index. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         full_refresh=false,
         on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
         indexes=[
             {'columns': ['change_id'], 'unique': true},
-            {'columns': ['stripe_customer_id']},
             {'columns': ['segment', 'stripe_customer_id', 'detected_at']},
         ],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
     )
 }}
 
@@ -26,16 +33,26 @@ with
 
 history as (
     select * from {{ ref('segment_membership_history') }}
-    where {{ in_key_mode() }}
+    where
+        {{ in_key_mode() }}
+        and {{ touched_customers('stripe_customer_id') }}
 ),
 
 customer_fields as (
     select * from {{ ref('customer_fields') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 {% if is_incremental() %}
     recorded as (
         select * from {{ this }}
+        where {{ touched_customers('stripe_customer_id') }}
+    ),
+
+    -- Read apart from `recorded`: the largest change_id of every customer, by its index.
+    issued as (
+        select coalesce(max(change_id), 0) as last_change_id
+        from {{ this }}
     ),
 {% else %}
     recorded as (
@@ -48,12 +65,11 @@ customer_fields as (
             null::timestamptz as detected_at
         where false
     ),
-{% endif %}
 
-issued as (
-    select coalesce(max(change_id), 0) as last_change_id
-    from recorded
-),
+    issued as (
+        select 0::bigint as last_change_id
+    ),
+{% endif %}
 
 -- Every entry and exit of the history. An entry's real moment is the stay's changed_at only
 -- while the stay is open (once closed, changed_at speaks of the exit).

@@ -8,19 +8,28 @@
 
     Never rebuilt (`full_refresh=false`): the past cannot be recomputed from the raw tables (they
     hold the present), so `--full-refresh` updates it like any build instead of dropping it.
-    delete+insert rather than merge: it runs on every Postgres the project supports (13+). A column
-    added later is appended (null on older rows), since the table cannot be rebuilt. -#}
+    delete+insert rather than merge: it runs on every Postgres the project supports (13+); the
+    stays it replaces are found by their customer's index (indexed_delete_insert). A column
+    added later is appended (null on older rows), since the table cannot be rebuilt.
+
+    Customer-keyed (doc: incremental_builds): only a touched customer's memberships can have
+    changed since this model's last build (it records its window like the customer-keyed tables,
+    so a build it missed widens the next one's), and an incremental build compares only their
+    memberships, stays and events, each found by its customer index. -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='indexed_delete_insert',
         unique_key=['segment', 'stripe_customer_id', 'entered_at'],
+        lookup_key='stripe_customer_id',
         full_refresh=false,
         on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
         indexes=[
             {'columns': ['segment', 'stripe_customer_id', 'entered_at'], 'unique': true},
-            {'columns': ['stripe_customer_id']},
         ],
+        pre_hook=["{{ plan_for_touched_customers() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
     )
 }}
 
@@ -28,10 +37,12 @@ with
 
 memberships as (
     select * from {{ ref('segment_memberships') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 customer_fields as (
     select * from {{ ref('customer_fields') }}
+    where {{ touched_customers('stripe_customer_id') }}
 ),
 
 -- Events tell the real moment of a change; staging keeps the key's mode only.
@@ -39,6 +50,7 @@ events as (
     select * from {{ ref('stg_stripe__events') }}
     where
         stripe_customer_id is not null
+        and {{ touched_customers('stripe_customer_id') }}
         and event_type in (
             'customer.created',
             'customer.deleted',
@@ -53,7 +65,9 @@ events as (
 {% if is_incremental() %}
     stays as (
         select * from {{ this }}
-        where {{ in_key_mode() }}
+        where
+            {{ in_key_mode() }}
+            and {{ touched_customers('stripe_customer_id') }}
     ),
 {% else %}
     stays as (
