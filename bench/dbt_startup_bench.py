@@ -48,7 +48,8 @@ from orchestration.transform.runner import (
 )
 
 # A long-lived process: imports dbt once, parses once, then builds once per line on stdin (an
-# as_of), answering with the build's wall and CPU seconds.
+# as_of), answering with the build's wall and CPU seconds on a line starting with @@ (dbt logs to
+# the same stdout).
 RESIDENT = """
 import json, os, sys, time
 from dbt.cli.main import dbtRunner
@@ -59,14 +60,14 @@ common = ["--project-dir", a["project_dir"], "--profiles-dir", a["profiles_dir"]
           "--target-path", a["target"]]
 parsed = dbtRunner().invoke(["parse", *common, "--vars", a["vars"]])
 runner = dbtRunner(manifest=parsed.result)
-print(json.dumps({"ready": True}), flush=True)
+print("@@" + json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     os.environ[a["as_of_env"]] = json.loads(line)
     wall, cpu = time.monotonic(), time.process_time()
     result = runner.invoke(["build", *common, "--selector", "incremental", "--vars", a["vars"],
                             "--quiet"])
-    print(json.dumps({"ok": result.success, "wall_s": time.monotonic() - wall,
-                      "cpu_s": time.process_time() - cpu}), flush=True)
+    print("@@" + json.dumps({"ok": result.success, "wall_s": time.monotonic() - wall,
+                             "cpu_s": time.process_time() - cpu}), flush=True)
 """
 
 
@@ -89,6 +90,14 @@ def cli_build(url: str, target: Path, as_of: Any, as_of_in_vars: bool) -> dict[s
     return {"wall_s": time.monotonic() - wall, "cpu_s": children_cpu() - cpu}
 
 
+def _answer(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The resident process's next answer, skipping dbt's log lines."""
+    while line := proc.stdout.readline():
+        if line.startswith("@@"):
+            return json.loads(line[2:])
+    raise RuntimeError("the resident dbt process ended")
+
+
 def resident_builds(url: str, target: Path, runs: int) -> list[dict[str, float]]:
     options = {
         "env": dbt_process_env(url),
@@ -105,13 +114,13 @@ def resident_builds(url: str, target: Path, runs: int) -> list[dict[str, float]]
         text=True,
     )
     try:
-        json.loads(proc.stdout.readline())
+        _answer(proc)
         samples = []
         for run in range(runs + 1):
             as_of = as_of_env(AS_OF + timedelta(minutes=200 + run))[AS_OF_ENV]
             proc.stdin.write(json.dumps(as_of) + "\n")
             proc.stdin.flush()
-            sample = json.loads(proc.stdout.readline())
+            sample = _answer(proc)
             if not sample["ok"]:
                 raise RuntimeError("dbtRunner build failed")
             samples.append(sample)
