@@ -30,11 +30,24 @@ def move_clock_to(emu: Emulator, when: datetime) -> None:
     emu.advance_clock(int(when.timestamp()) - emu.now())
 
 
-def sync_and_build(emu: Emulator, database_url: str, target: Path) -> datetime:
-    """The real pipeline at the emulator's clock: sync (SDK over HTTP), then dbt build."""
+def sync_and_build(
+    emu: Emulator, database_url: str, target: Path, *, every_test: bool = False
+) -> datetime:
+    """The real pipeline at the emulator's clock: sync (SDK over HTTP), then dbt build.
+
+    The build is the production one (selector `incremental`: every model, the reader_guard
+    checks); `every_test` runs every unit and data test too, as a scenario's last build should,
+    so dbt's own tests see the story's data at least once.
+    """
     sync_stripe(database_url, emu.test_key, api_base=emu.url, max_rps=1000)
     as_of = moment(emu)
-    build(database_url, as_of=as_of, livemode=False, target_path=target)
+    build(
+        database_url,
+        as_of=as_of,
+        livemode=False,
+        target_path=target,
+        selector=None if every_test else "incremental",
+    )
     return as_of
 
 
