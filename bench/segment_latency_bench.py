@@ -22,6 +22,7 @@ marker shows (a later marker of the same customer counts for the earlier ones).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -46,7 +47,7 @@ POLL_S = 0.2
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..1) of a non-empty list."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 class Watcher:
