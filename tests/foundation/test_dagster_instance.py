@@ -33,6 +33,8 @@ def test_runs_are_written_to_postgres(
 
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        # A queued build (the webhook sensor's) is picked up within a second, not five.
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # type: ignore[attr-defined]
         result = dg.execute_job(dg.reconstructable(_hello_job), instance=instance)
         assert result.success
         run_id = result.run_id
