@@ -236,21 +236,25 @@ def scenario(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     url = with_database(server_url, name)
     target: Path = tmp_path_factory.mktemp("dbt_target")
     out: dict[str, dict[str, list[dict[str, object]]]] = {}
+    # T1 to T3 are production builds (selector `incremental`: every model, the reader_guard
+    # checks); T4 is the reconcile's (--full-refresh, every test) and T5, the only live-mode one,
+    # runs every test too: dbt's unit and data tests see this history in both modes.
+    incremental = "incremental"
     try:
         create_raw_tables(url)
         _initial_rows(url)
-        build(url, as_of=T1, livemode=False, target_path=target)
+        build(url, as_of=T1, livemode=False, target_path=target, selector=incremental)
         out["T1"] = _tables(url)
         _cyd_cancels(url)
-        build(url, as_of=T2, livemode=False, target_path=target)
+        build(url, as_of=T2, livemode=False, target_path=target, selector=incremental)
         out["T2"] = _tables(url)
-        build(url, as_of=T2, livemode=False, target_path=target)
+        build(url, as_of=T2, livemode=False, target_path=target, selector=incremental)
         out["T2 again"] = _tables(url)
         _trial_passes_cyd_returns_dan_arrives(url)
-        build(url, as_of=T3, livemode=False, target_path=target)
+        build(url, as_of=T3, livemode=False, target_path=target, selector=incremental)
         out["T3"] = _tables(url)
         _dan_cancels_without_an_event(url)
-        build(url, as_of=T3, livemode=False, target_path=target)
+        build(url, as_of=T3, livemode=False, target_path=target, selector=incremental)
         out["T3 changed"] = _tables(url)
         _ada_converts_bob_deleted(url)
         build(url, as_of=T4, livemode=False, target_path=target, full_refresh=True)
