@@ -151,6 +151,12 @@ def current_livemode(database_url: str) -> bool:
     return build_livemode(load_settings().key_mode, database_url)
 
 
+# An exact count reads the whole table. Past this many rows (the planner's estimate) a build's
+# page shows the estimate instead, so that a build's cost follows its change, not the account:
+# at a million customers the feed and history tables hold tens of millions of rows.
+EXACT_COUNT_MAX_ROWS = 1_000_000
+
+
 def table_facts(
     database_url: str, schema: str, table: str, as_of: datetime | None = None
 ) -> dict[str, dg.MetadataValue]:
@@ -160,18 +166,36 @@ def table_facts(
     dbt adapter opened in the run's process, and in a run it attached no count at all."""
     relation = sql.Identifier(schema, table)
     with psycopg.connect(database_url) as conn:
-        count = one_row(conn.execute(sql.SQL("select count(*) from {}").format(relation)))[0]
-        facts: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(count)}
+        count, exact = _row_count(conn, relation)
+        suffix = "" if exact else "_estimate"
+        facts: dict[str, dg.MetadataValue] = {
+            "dagster/row_count" if exact else "row_count_estimate": dg.MetadataValue.int(count)
+        }
         if schema == SEGMENTS_GROUP and table not in SEGMENT_HISTORY_TABLES:
-            facts["members"] = dg.MetadataValue.int(count)
+            facts["members" + suffix] = dg.MetadataValue.int(count)
             facts["preview"] = _preview(conn, relation, table)
             if as_of is not None and table != "segment_memberships":
                 facts.update(_changes_of_the_build(conn, table, as_of))
         if (schema, table) in BRIDGE_TABLES:
             facts["month_bridge"] = dg.MetadataValue.md(bridge_markdown(read_mrr_bridge(conn)))
     if (schema, table) == ("stripe", "customer_fields"):
-        facts["customers_in_sync"] = dg.MetadataValue.int(count)
+        facts["customers_in_sync" + suffix] = dg.MetadataValue.int(count)
     return facts
+
+
+def _row_count(conn: psycopg.Connection, relation: sql.Identifier) -> tuple[int, bool]:
+    """The table's rows and whether that is exact: counted below EXACT_COUNT_MAX_ROWS (or before
+    the table was ever analyzed, when the estimate is -1), else the planner's estimate."""
+    estimate = one_row(
+        conn.execute(
+            "select coalesce((select reltuples::bigint from pg_class where oid = to_regclass(%s)),"
+            " -1)",
+            (relation.as_string(conn),),
+        )
+    )[0]
+    if estimate > EXACT_COUNT_MAX_ROWS:
+        return estimate, False
+    return one_row(conn.execute(sql.SQL("select count(*) from {}").format(relation)))[0], True
 
 
 def _changes_of_the_build(
