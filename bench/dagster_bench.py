@@ -30,6 +30,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
@@ -190,7 +191,7 @@ def dagster_stack(
 ) -> Iterator[Stack]:
     """Emulator, backfilled and built warehouse, then `stripe-sync ui`'s webserver and daemon
     (their output in the home's dagster.log). `dequeue_interval` sets the run queue's
-    dequeue_interval_seconds in the home's dagster.yaml (Dagster's default is 5 s): an A/B knob."""
+    dequeue_interval_seconds in the home's dagster.yaml (the project's is 1 s): an A/B knob."""
     from orchestration.cli.ui import prepare, start_dagster, stop_all, wait_until_loaded
     from orchestration.core.settings import load_settings
     from orchestration.transform.runner import build
@@ -241,11 +242,13 @@ def dagster_stack(
 
 
 def _set_dequeue_interval(path: Path, seconds: int) -> None:
-    text = path.read_text()
-    anchor = "    max_concurrent_runs: 4\n"
-    if anchor not in text:
-        raise RuntimeError(f"{path} has no run coordinator config to change")
-    path.write_text(text.replace(anchor, f"{anchor}    dequeue_interval_seconds: {seconds}\n"))
+    """Rewrites the dequeue_interval_seconds that the project's dagster.yaml sets."""
+    text, found = re.subn(
+        r"(?m)^(\s*dequeue_interval_seconds:).*$", rf"\g<1> {seconds}", path.read_text()
+    )
+    if not found:
+        raise RuntimeError(f"{path} sets no dequeue_interval_seconds to change")
+    path.write_text(text)
 
 
 def free_port() -> int:
@@ -434,7 +437,10 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=250.0)
     parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
     parser.add_argument(
-        "--dequeue-interval", type=int, default=None, help="the run queue's interval, s (5)"
+        "--dequeue-interval",
+        type=int,
+        default=None,
+        help="the run queue's interval, s (dagster.yaml: 1)",
     )
     args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
     runs = args.runs or (1 if args.quick else 3)

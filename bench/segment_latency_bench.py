@@ -249,7 +249,10 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=250.0)
     parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
     parser.add_argument(
-        "--dequeue-interval", type=int, default=None, help="the run queue's interval, s (5)"
+        "--dequeue-interval",
+        type=int,
+        default=None,
+        help="the run queue's interval, s (dagster.yaml: 1)",
     )
     args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
     customers = args.customers or (500 if args.quick else 10_000)
