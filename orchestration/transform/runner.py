@@ -278,8 +278,8 @@ class ProjectDbtCliResource(DbtCliResource):
     the version, and loads every macro into an adapter of its own (~1 s) that serves only
     fetch_row_counts()/fetch_column_metadata(), which nothing here calls (the asset counts rows
     with its own query). The executable is always this venv's dbt (`dbt_executable`), so its
-    version is dbt-core's installed one; test_runner holds the two equal. Both hooks are private
-    to dagster-dbt, which pyproject pins exactly.
+    version is dbt-core's installed one; tests/dbt/test_dbt_startup.py holds the two equal. Both
+    hooks are private to dagster-dbt, which pyproject pins exactly.
     """
 
     @cached_property
