@@ -38,6 +38,7 @@ from orchestration.core.warehouse import with_database
 from orchestration.embedded.environment import server_url_for_tests
 from orchestration.extract.client import StripeApi
 from orchestration.extract.objects import OBJECTS
+from orchestration.transform.runner import BUILD_LOCK_KEY
 from tests.helpers.secrets_scan import AUDIT_ENABLED, scan_server
 
 PAGE = 100
@@ -178,6 +179,24 @@ def run_sync(**args: Any) -> dict[str, Any]:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["wall_s"] = time.monotonic() - started
     return result
+
+
+def wait_builds_idle(database_url: str, settle: float = 2.0, timeout: float = 600.0) -> None:
+    """Waits until no build of the database ran for `settle` seconds (longer than the resident
+    builder's burst window), so that the polling path's build never shares the CPU with it."""
+    free_since, deadline = None, time.monotonic() + timeout
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            held = conn.execute(
+                "select exists (select from pg_locks where locktype = 'advisory' and granted"
+                " and ((classid::bigint << 32) | objid::bigint) = %s and objsubid = 1)",
+                (BUILD_LOCK_KEY,),
+            ).fetchone()[0]
+            now = time.monotonic()
+            free_since = None if held else (free_since or now)
+            if free_since is not None and now - free_since >= settle:
+                return
+            time.sleep(0.05)
 
 
 def median(values: list[float]) -> float:

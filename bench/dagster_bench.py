@@ -166,13 +166,16 @@ class Stack:
             raise RuntimeError(f"launchRun of {job}: {answer}")
         return answer["run"]["runId"]
 
-    def serve_webhooks(self) -> None:
-        """`webhooks serve`'s app in its own process, registered as the emulator's endpoint."""
+    def serve_webhooks(self, resident: bool = False) -> None:
+        """`webhooks serve`'s app in its own process, registered as the emulator's endpoint;
+        with `resident`, its resident builder too (the webhook sensor then leaves builds to it).
+        """
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         secret = self.emu.send(endpoint=url + WEBHOOK_PATH)["secret"]
         self.receiver = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(self.database_url, secret, self.emu.key, self.emu.url, port)
+            target=_serve,
+            args=(self.database_url, secret, self.emu.key, self.emu.url, port, resident),
         )
         self.receiver.start()
         _wait_healthy(url, timeout=60.0)

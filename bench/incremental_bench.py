@@ -1,18 +1,21 @@
 """Time from K changes in Stripe to updated segment rows, by polling and by webhooks.
 
 For each account size: a backfill of two databases from one emulator (its own process, 250 ms
-latency, 25 req/s test limit by default, which signs and delivers webhooks to `webhooks serve`'s
-app in another process writing database B, from 8 concurrent delivery workers as Stripe delivers
+latency, 25 req/s test limit by default, which signs and delivers webhooks to `webhooks serve`
+in another process writing database B, from 8 concurrent delivery workers as Stripe delivers
 concurrently), then for each K (1, 10, 100, 1,000 test-mode events) and run:
 
-- webhooks: from the end of the K changes until every event is in B's stripe_raw.events
-  (deliveries) plus one production `build` of B (`stripe-sync build`: the incremental selector);
-- polling: one `sync` process on database A plus one production `build` of A, started right after
-  (the events already exist, so this is the sync and build time; a schedule adds its interval).
+- webhooks: the product's path, `stripe-sync webhooks serve`: the receiver and its resident
+  builder (transform/resident.py), with no build call from the bench. Timed from the end of the
+  K changes until every event is in B's stripe_raw.events (deliveries), then until every
+  customer-keyed model has been built past those rows (the builder's build: its
+  customer_keyed_state stamps are later than the events' synced_at);
+- polling: one `sync` process on database A plus one production `build` of A (`stripe-sync
+  build`, a fresh dbt process), started right after (the events already exist, so this is the
+  sync and build time; a schedule adds its interval).
 
-Both end with stripe_segments.syncing_with_stripe holding exactly the emulator's customers. The
-figures are the CLI path (a fresh dbt process per build); bench/segment_latency_bench.py and
-bench/dagster_bench.py measure the Dagster daemon's path.
+Both end with stripe_segments.syncing_with_stripe holding exactly the emulator's customers.
+bench/segment_latency_bench.py and bench/dagster_bench.py measure the Dagster daemon's path.
 
     .venv/bin/python bench/incremental_bench.py [--customers 10000 100000] [--changes 1,10,100]
         [--runs 5] [--quick]
@@ -41,6 +44,7 @@ from backfill_bench import (
     print_table,
     run_sync,
     table,
+    wait_builds_idle,
     write_results,
 )
 from webhook_bench import _free_port, _wait_healthy
@@ -48,13 +52,20 @@ from webhook_bench import _free_port, _wait_healthy
 from orchestration.transform.runner import build
 
 WEBHOOK_PATH = "/stripe/webhook"
+# `webhooks serve` (cli/commands.py) without its settings: the receiver and the resident builder.
 SERVE = """
 import json, sys, uvicorn
 from orchestration.extract.client import StripeApi
+from orchestration.transform.resident import BuilderOptions, running_builder
 from orchestration.webhooks.server import create_app
-a = json.loads(sys.argv[1])
-app = create_app(a["database_url"], [a["secret"]], StripeApi(a["key"], a["api_base"], max_rps=20))
-uvicorn.run(app, host="127.0.0.1", port=a["port"], log_level="warning", access_log=False)
+if __name__ == "__main__":  # the builder's spawned process imports this file again
+    a = json.loads(sys.argv[1])
+    client = StripeApi(a["key"], a["api_base"], max_rps=20)
+    app = create_app(a["database_url"], [a["secret"]], client)
+    options = BuilderOptions(database_url=a["database_url"], key_mode="test",
+                             stale_after_hours=24, report_to_dagster=False)
+    with running_builder(options):
+        uvicorn.run(app, host="127.0.0.1", port=a["port"], log_level="warning", access_log=False)
 """
 
 
@@ -67,6 +78,27 @@ def _wait_events(database_url: str, ids: list[str], timeout: float = 300.0) -> b
             ).fetchone()[0]
             if n == len(ids):
                 return True
+            time.sleep(0.02)
+    return False
+
+
+def _built_past(database_url: str, ids: list[str] | None, timeout: float = 600.0) -> bool:
+    """Waits until every customer-keyed model was built past the events `ids` (all events when
+    None): the oldest model's stamp (what its last build covered) is later than their synced_at.
+    """
+    query = """
+        select coalesce((select min(stamp) from stripe_staging.customer_keyed_state)
+                        > (select max(synced_at) from stripe_raw.events
+                           where %(ids)s::text[] is null or id = any(%(ids)s)), false)
+    """
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            try:
+                if conn.execute(query, {"ids": ids}).fetchone()[0]:
+                    return True
+            except psycopg.errors.UndefinedTable:
+                pass  # the builder's first build has not made its state table yet
             time.sleep(0.02)
     return False
 
@@ -106,11 +138,12 @@ def measure(customers: int, ks: list[int], args: argparse.Namespace) -> list[dic
             run_sync(database_url=db_hook, **sync_args)
             serve = {"database_url": db_hook, "secret": secret, "key": emu.key,
                      "api_base": emu.url, "port": port}  # fmt: skip
-            server = subprocess.Popen([sys.executable, "-c", SERVE, json.dumps(serve)])
+            server = _serve(tmp, serve)
             _wait_healthy(url, timeout=60.0)
             targets = {db: Path(tmp) / name for db, name in ((db_poll, "a"), (db_hook, "b"))}
-            _build(db_poll, targets[db_poll])  # first builds create the relations
-            _build(db_hook, targets[db_hook])
+            _build(db_poll, targets[db_poll])  # the first build creates the relations
+            if not _built_past(db_hook, None):  # the resident builder's first build
+                raise RuntimeError("the resident builder did not build the backfill")
             for k in ks:
                 for run in range(args.runs):
                     samples.append(_one_run(emu, k, run, db_poll, db_hook, targets, sync_args))
@@ -122,6 +155,13 @@ def measure(customers: int, ks: list[int], args: argparse.Namespace) -> list[dic
     return samples
 
 
+def _serve(tmp: str, options: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """`webhooks serve` in a process of its own (a script file: the builder is spawned)."""
+    script = Path(tmp) / "serve.py"
+    script.write_text(SERVE)
+    return subprocess.Popen([sys.executable, str(script), json.dumps(options)])
+
+
 def _one_run(
     emu: Any, k: int, run: int, db_poll: str, db_hook: str, targets: dict[str, Path],
     sync_args: dict[str, str],
@@ -130,10 +170,12 @@ def _one_run(
     t0 = time.monotonic()
     delivered = _wait_events(db_hook, ids)
     deliveries_s = time.monotonic() - t0
-    hook_build_s = _build(db_hook, targets[db_hook])
+    built = _built_past(db_hook, ids)
     hook_total = time.monotonic() - t0
+    hook_build_s = hook_total - deliveries_s
     truth = emu.send(count="customers")["count"]
-    hook_ok = delivered and _segment_customers(db_hook) == truth
+    hook_ok = delivered and built and _segment_customers(db_hook) == truth
+    wait_builds_idle(db_hook)
 
     t1 = time.monotonic()
     sync = run_sync(database_url=db_poll, **sync_args)
@@ -187,7 +229,7 @@ def main() -> int:
     samples = [sample for customers in sizes for sample in measure(customers, ks, args)]
     summary = summarize(samples)
     headers = ["customers", "K changes", "polling: sync s", "build s", "total p50 s", "p95 s",
-               "webhooks: deliveries s", "build s", "total p50 s", "p95 s",
+               "webhooks: deliveries s", "then built s", "total p50 s", "p95 s",
                "segments = emulator"]  # fmt: skip
     rows = [[s["customers"], s["k"], s["polling"]["sync_s"], s["polling"]["build_s"],
              s["polling"]["total_s"], s["polling"]["total_p95_s"], s["webhooks"]["deliveries_s"],

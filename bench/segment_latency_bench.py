@@ -1,12 +1,14 @@
-"""End-to-end latency from a change in Stripe to the warehouse's marts, through webhooks and the
-Dagster daemon's webhook sensor.
+"""End-to-end latency from a change in Stripe to the warehouse's marts, through webhooks and
+`webhooks serve`'s resident builder (or, with `--builder sensor`, the Dagster daemon's webhook
+sensor and its runs).
 
 The stack is dagster_bench's: the emulator in its own process (250 ms latency, 25 req/s test
-limit) delivering its events to `webhooks serve`'s receiver, a backfilled and built warehouse,
-and `stripe-sync ui`'s webserver and daemon, whose webhook sensor requests `stripe_build_job`
-runs. A change renames one customer to a unique marker (`lag <tag> <n>`, with its
-customer.updated event); a poller reads stripe.customer_fields every 0.2 s and notes when each
-marker shows (a later marker of the same customer counts for the earlier ones).
+limit) delivering its events to `webhooks serve`'s receiver (with its resident builder unless
+`--builder sensor`), a backfilled and built warehouse, and `stripe-sync ui`'s webserver and
+daemon, whose webhook sensor requests `stripe_build_job` runs while no resident builder runs. A
+change renames one customer to a unique marker (`lag <tag> <n>`, with its customer.updated
+event); a poller reads stripe.customer_fields every 0.2 s and notes when each marker shows (a
+later marker of the same customer counts for the earlier ones).
 
 1. bursts: K = 1, 10, 100, 1,000 changes at once, then the time until every one of them shows;
    p50 and p95 over `--runs` runs per K (each starts with the pipeline idle);
@@ -16,7 +18,7 @@ marker shows (a later marker of the same customer counts for the earlier ones).
    emulator's customers.
 
     .venv/bin/python bench/segment_latency_bench.py [--customers 10000] [--ks 1,10,100,1000]
-        [--runs 5] [--rate 20] [--minutes 5] [--quick]
+        [--runs 5] [--rate 20] [--minutes 5] [--builder resident|sensor] [--quick]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
 
-from backfill_bench import print_table, table, write_results
+from backfill_bench import print_table, table, wait_builds_idle, write_results
 from dagster_bench import PENDING, Stack, dagster_stack, raw
 
 POLL_S = 0.2
@@ -136,7 +138,9 @@ class Changer:
 
 
 def wait_idle(stack: Stack, timeout: float = 600.0) -> None:
-    """Until no build is queued or running and the sensor has had a look (a fresh start)."""
+    """Until no build is queued or running and the sensor has had a look (a fresh start), and
+    no build held the warehouse's build lock for a while (the resident builder's)."""
+    wait_builds_idle(stack.database_url, timeout=timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         busy = stack.instance.get_runs(
@@ -249,6 +253,13 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=250.0)
     parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
     parser.add_argument(
+        "--builder",
+        choices=["resident", "sensor"],
+        default="resident",
+        help="who builds after deliveries: `webhooks serve`'s resident builder (the product's"
+        " default) or the Dagster sensor's runs (the receiver without its builder)",
+    )
+    parser.add_argument(
         "--dequeue-interval",
         type=int,
         default=None,
@@ -262,7 +273,7 @@ def main() -> int:
 
     with dagster_stack(customers, args.latency_ms, args.server_limit,
                        dequeue_interval=args.dequeue_interval) as stack:  # fmt: skip
-        stack.serve_webhooks()
+        stack.serve_webhooks(resident=args.builder == "resident")
         watcher = Watcher(stack.database_url, uuid.uuid4().hex[:6])
         try:
             changer = Changer(stack, watcher)
@@ -290,7 +301,7 @@ def main() -> int:
     minute_rows = [[m, v["p50_s"], v["p95_s"], v["max_s"]] for m, v in load["per_minute"].items()]
     print()
     print(
-        f"change → customer_fields through webhooks and the Dagster sensor: {customers:,} "
+        f"change → customer_fields through webhooks and the {args.builder} builder: {customers:,} "
         f"customers, {args.latency_ms:.0f} ms latency, {args.server_limit:.0f} req/s limit"
     )
     print_table(headers, rows)
@@ -302,7 +313,7 @@ def main() -> int:
                                                     (minute_headers, minute_rows)))  # fmt: skip
     path = write_results("segment_latency_bench", {
         "customers": customers, "latency_ms": args.latency_ms,
-        "server_limit_rps": args.server_limit, "runs": runs,
+        "server_limit_rps": args.server_limit, "runs": runs, "builder": args.builder,
         "dequeue_interval_s": args.dequeue_interval, "bursts": burst, "sustained": load,
         "consistency": check, "markdown": markdown,
     })  # fmt: skip

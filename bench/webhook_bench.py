@@ -53,15 +53,24 @@ WEBHOOK_PATH = "/stripe/webhook"
 # --- the server, in a child process -----------------------------------------------------------
 
 
-def _serve(database_url: str, secret: str, api_key: str, api_base: str, port: int) -> None:
+def _serve(
+    database_url: str, secret: str, api_key: str, api_base: str, port: int, resident: bool = False
+) -> None:
+    """The receiver; with `resident`, `webhooks serve`'s resident builder beside it."""
+    import contextlib
+
     import uvicorn
 
     from orchestration.extract.client import StripeApi
+    from orchestration.transform.resident import BuilderOptions, running_builder
     from orchestration.webhooks.server import create_app, server_config
 
     app = create_app(database_url, [secret], StripeApi(api_key, api_base, max_rps=1000))
-    # The configuration `webhooks serve` runs (h11, connection limit, header deadline).
-    uvicorn.Server(server_config(app, port=port, log_level="warning")).run()
+    options = BuilderOptions(database_url=database_url, key_mode="test", stale_after_hours=24,
+                             report_to_dagster=False)  # fmt: skip
+    with running_builder(options) if resident else contextlib.nullcontext():
+        # The configuration `webhooks serve` runs (h11, connection limit, header deadline).
+        uvicorn.Server(server_config(app, port=port, log_level="warning")).run()
 
 
 def _free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -144,10 +145,22 @@ def run_demo(settings: Settings, *, customers: int, verbose: bool = False) -> No
 
 
 def run_webhooks_serve(settings: Settings, *, host: str, port: int) -> None:
-    """Serves the webhook endpoint until interrupted."""
+    """Serves the webhook endpoint until interrupted, with the resident builder beside it: the
+    segments follow each burst of deliveries within seconds (transform/resident.py)."""
+    from orchestration.embedded.environment import prepare_dagster_home
+    from orchestration.transform.resident import BuilderOptions, running_builder
     from orchestration.webhooks.server import serve
 
-    serve(settings, host=host, port=port)
+    def builder(database_url: str) -> AbstractContextManager[object]:
+        prepare_dagster_home(settings, database_url)  # its builds are recorded where runs are
+        options = BuilderOptions(
+            database_url=database_url,
+            key_mode=settings.key_mode,
+            stale_after_hours=settings.stripe_sync_stale_after_hours,
+        )
+        return running_builder(options)
+
+    serve(settings, host=host, port=port, alongside=builder)
 
 
 def run_webhooks_register(settings: Settings, *, url: str) -> None:

@@ -12,6 +12,9 @@ from orchestration.core.errors import DatabaseError
 
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+# The NOTIFY channel of "webhook deliveries changed stripe_raw": the receiver notifies in the
+# transaction that applies them (delivered at commit), the resident builder listens.
+RAW_CHANGED_CHANNEL = "stripe_sync_raw_changed"
 
 
 @dataclass(frozen=True)

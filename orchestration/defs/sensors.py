@@ -9,6 +9,7 @@ import psycopg
 from orchestration.core.rows import one_row
 from orchestration.defs.jobs import stripe_build_job
 from orchestration.defs.resources import WarehouseResource
+from orchestration.transform.resident import resident_builder_running, resident_covered_seq
 
 # Runs in these states mean "a build is already on its way": a new one would only queue up.
 PENDING_STATUSES = [
@@ -77,6 +78,18 @@ def _parse_cursor(cursor: str | None) -> tuple[int, str | None]:
     return 0, value["received_at"]
 
 
+def _cursor_past_resident_builds(
+    context: dg.SensorEvaluationContext, newest: str | None
+) -> str | None:
+    """The sensor's cursor moved up to the resident builder's latest COVERED_SEQ (never past the
+    newest delivery, never back)."""
+    covered = resident_covered_seq(context.instance)
+    after, _ = _parse_cursor(context.cursor)
+    if covered is None or covered <= after or newest is None:
+        return context.cursor
+    return json.dumps({"seq": min(covered, json.loads(newest)["seq"])})
+
+
 def build_is_pending(instance: dg.DagsterInstance) -> bool:
     """A run of the build job is queued or in progress."""
     runs = instance.get_runs(
@@ -97,7 +110,8 @@ def build_is_pending(instance: dg.DagsterInstance) -> bool:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Requests a build when webhook deliveries were applied to stripe_raw since the last"
-        " request; one run per burst, none while a build is queued or running."
+        " request; one run per burst, none while a build is queued or running, none while the"
+        " webhook receiver's resident builder builds them itself."
     ),
 )
 def webhook_build_sensor(
@@ -108,10 +122,19 @@ def webhook_build_sensor(
     try:
         with warehouse.connect() as conn:
             count, cursor = new_deliveries(conn, context.cursor)
+            resident = bool(count) and resident_builder_running(conn)
     except psycopg.OperationalError as exc:
         return dg.SkipReason(f"warehouse unreachable: {str(exc).strip().splitlines()[0]}")
     if not count:
         return dg.SkipReason("no webhook deliveries applied since the last build request")
+    if resident:
+        # `webhooks serve` builds them itself, seconds after they land. The cursor moves only
+        # past what its builds recorded as built: if it stops, the rest is still new here.
+        return dg.SensorResult(
+            skip_reason=f"{count} new deliveries: the webhook receiver's resident builder"
+            " builds them",
+            cursor=_cursor_past_resident_builds(context, cursor),
+        )
     if build_is_pending(context.instance):
         return dg.SkipReason(f"{count} new deliveries; a build is already queued or running")
     return dg.SensorResult(

@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -131,6 +131,7 @@ def build(
     full_refresh: bool = False,
     stale_after_hours: int = STALE_AFTER_HOURS,
     selector: str | None = None,
+    dbt: DbtCommand | None = None,
 ) -> BuildResult:
     """Runs `dbt build` (seeds, models, unit and data tests) on the warehouse.
 
@@ -139,7 +140,8 @@ def build(
     lock, since two concurrent builds would race on the same relations; each database gets its own
     target folder, so builds of different databases never share artifacts. The raw tables are
     created first if missing (the DDL is idempotent), so a build before the first sync yields
-    empty marts instead of an error.
+    empty marts instead of an error. `dbt` runs the command: a fresh dbt process (`run_dbt`)
+    unless the caller keeps one warm (resident.WarmDbt).
     """
     target = target_path or target_path_for(database_url)
     build_env = as_of_env(as_of)
@@ -156,7 +158,7 @@ def build(
         # A failure before dbt writes its results must not be read as the previous build's.
         (target / "run_results.json").unlink(missing_ok=True)
         started = time.monotonic()
-        completed = run_dbt(args, database_url, target, build_env)
+        completed = (dbt or run_dbt)(args, database_url, target, build_env)
         duration = time.monotonic() - started
     nodes = _read_run_results(target)
     result = BuildResult(
@@ -187,7 +189,7 @@ def parse(target_path: Path | None = None) -> Path:
 
 
 # One advisory-lock key for "a dbt build of this database is running".
-_BUILD_LOCK_KEY = int.from_bytes(
+BUILD_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"stripe_sync.dbt_build").digest()[:8], "big", signed=True
 )
 
@@ -203,11 +205,11 @@ def build_lock(database_url: str) -> Iterator[None]:
             "check DATABASE_URL and that Postgres is running (`stripe-sync check`)",
         ) from exc
     with conn:
-        conn.execute("select pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
+        conn.execute("select pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
         try:
             yield
         finally:
-            conn.execute("select pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
+            conn.execute("select pg_advisory_unlock(%s)", (BUILD_LOCK_KEY,))
 
 
 def ensure_raw_tables(database_url: str) -> None:
@@ -308,6 +310,10 @@ class DbtRun:
 
     returncode: int
     errors: list[str]
+
+
+# Runs one dbt command: (args, database_url, target folder, extra environment) -> how it ended.
+DbtCommand = Callable[[list[str], str | None, Path, dict[str, str] | None], DbtRun]
 
 
 def run_dbt(

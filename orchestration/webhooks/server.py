@@ -21,7 +21,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import anyio.to_thread
@@ -483,8 +484,15 @@ def server_config(
     return config
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
-    """Runs the endpoint with uvicorn until interrupted."""
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    alongside: Callable[[str], AbstractContextManager[object]] | None = None,
+) -> None:
+    """Runs the endpoint with uvicorn until interrupted, within `alongside(warehouse URL)` once
+    the settings and the warehouse are checked (the CLI runs the resident builder there)."""
     secrets = settings.webhook_secrets
     if not secrets:
         raise SettingsError(
@@ -518,4 +526,5 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         "" if len(secrets) == 1 else "s",
         settings.masked_key,
     )
-    uvicorn.Server(server_config(app, host=host, port=port)).run()
+    with alongside(url) if alongside is not None else contextlib.nullcontext():
+        uvicorn.Server(server_config(app, host=host, port=port)).run()

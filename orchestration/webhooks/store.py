@@ -15,6 +15,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from orchestration.core.errors import StripeKeyError, StripeSyncError, StripeUnavailableError
+from orchestration.core.warehouse import RAW_CHANGED_CHANNEL
 from orchestration.extract import loader
 from orchestration.extract.client import StripeApi, sanitize
 from orchestration.extract.events import apply_events
@@ -134,6 +135,8 @@ def _store(
         # anyway, so arrival order never matters.
         batch = sorted(fresh.values(), key=lambda e: (int(e.get("created") or 0), e["id"]))
         apply_events(conn, client, batch)
+        # Delivered at commit, never before: the resident builder's next build sees these rows.
+        conn.execute("select pg_notify(%s, '')", (RAW_CHANGED_CHANNEL,))
     types = {event["id"]: event.get("type") for event in events}
     with conn.cursor() as cur:
         cur.executemany(

@@ -12,6 +12,7 @@ import pytest
 from orchestration.defs.definitions import defs
 from orchestration.defs.resources import WarehouseResource
 from orchestration.defs.sensors import webhook_build_sensor
+from orchestration.transform.resident import COVERED_ASSET, COVERED_SEQ, RESIDENT_LOCK
 from orchestration.webhooks.store import ensure_webhook_tables
 
 
@@ -83,6 +84,47 @@ def test_sensor_waits_while_a_build_is_in_progress(deliveries_url: str) -> None:
         result = _evaluate(instance, deliveries_url, None)
         assert isinstance(result, dg.SkipReason)
         assert "already queued or running" in result.skip_message
+
+
+def _resident_build(instance: dg.DagsterInstance, covered: int) -> None:
+    """What a resident build records: customer_fields built with the deliveries it covered."""
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=dg.AssetKey(list(COVERED_ASSET)),
+            metadata={COVERED_SEQ: dg.MetadataValue.int(covered)},
+        )
+    )
+
+
+def test_sensor_leaves_deliveries_to_a_running_resident_builder(
+    deliveries_url: str, database_factory
+) -> None:
+    _deliver(
+        deliveries_url,
+        ("2026-11-20T12:00:00Z", "evt_1", "applied"),
+        ("2026-11-20T12:00:01Z", "evt_2", "applied"),
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        with psycopg.connect(database_factory(), autocommit=True) as elsewhere:
+            # A builder of another database on the same server is not this warehouse's.
+            elsewhere.execute("select pg_advisory_lock(%s, %s)", RESIDENT_LOCK)
+            assert _evaluate(instance, deliveries_url, None).run_requests
+        with psycopg.connect(deliveries_url, autocommit=True) as builder:
+            # What `webhooks serve`'s builder holds for as long as it lives.
+            builder.execute("select pg_advisory_lock(%s, %s)", RESIDENT_LOCK)
+            deferred = _evaluate(instance, deliveries_url, None)
+            assert isinstance(deferred, dg.SensorResult)
+            assert not deferred.run_requests, "the resident builder builds these itself"
+            assert deferred.cursor is None, "nothing is built yet: nothing is passed"
+            _resident_build(instance, covered=1)
+            moved = _evaluate(instance, deliveries_url, deferred.cursor)
+            assert not moved.run_requests
+            assert json.loads(moved.cursor) == {"seq": 1}, "up to what the builder built"
+        # The builder is gone before it built evt_2 (its lock went with its connection): the
+        # sensor's runs take over from where its builds ended.
+        resumed = _evaluate(instance, deliveries_url, moved.cursor)
+        assert isinstance(resumed, dg.SensorResult)
+        assert resumed.run_requests[0].tags["stripe_sync/deliveries"] == "1"
 
 
 def test_sensor_skips_when_webhooks_were_never_served(database_url: str) -> None:
