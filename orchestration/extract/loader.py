@@ -3,6 +3,7 @@ backfill progress committed in the same transaction as the rows it covers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -44,12 +45,41 @@ def connect(database_url: str, *, autocommit: bool = False) -> psycopg.Connectio
         ) from None
 
 
+# The tables create_raw_tables.sql makes, checked before it is skipped.
+RAW_TABLES = (
+    "customers", "subscriptions", "invoices", "charges", "prices", "products",
+    "checkout_sessions", "events", "activity_events", "sync_state",
+)  # fmt: skip
+
+
 def ensure_raw_tables(conn: psycopg.Connection) -> None:
-    """Creates or upgrades the stripe_raw schema (create_raw_tables.sql is idempotent)."""
+    """Creates or upgrades the stripe_raw schema (create_raw_tables.sql is idempotent).
+
+    Skipped when the schema's comment names this very DDL and every table exists: its `alter
+    table … if not exists` lines take an exclusive lock even when they change nothing, and
+    before every build (seconds apart under webhooks) that lock deadlocked with the receiver's
+    transactions, which hold the raw tables while they wait on the events table.
+    """
+    ddl = read_sql("create_raw_tables")
+    marker = f"stripe_sync raw schema {hashlib.sha256(ddl.encode()).hexdigest()[:16]}"
+    if _raw_schema_is(conn, marker):
+        return
     with conn.transaction():
         # Two first syncs at once would race on `create table if not exists`.
         conn.execute("select pg_advisory_xact_lock(%s)", (SYNC_LOCK_KEY + 1,))
-        conn.execute(read_sql("create_raw_tables"))
+        conn.execute(ddl)
+        conn.execute(sql.SQL("comment on schema stripe_raw is {}").format(sql.Literal(marker)))
+
+
+def _raw_schema_is(conn: psycopg.Connection, marker: str) -> bool:
+    """The schema carries `marker` and every raw table exists (catalog reads only, no lock)."""
+    row = conn.execute(
+        "select obj_description(to_regnamespace('stripe_raw'), 'pg_namespace') = %s"
+        " and (select count(*) from pg_tables where schemaname = 'stripe_raw'"
+        "      and tablename = any(%s)) = %s",
+        (marker, list(RAW_TABLES), len(RAW_TABLES)),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _ensure_stage(conn: psycopg.Connection) -> None:

@@ -48,6 +48,23 @@ def test_raw_tables_ddl_is_idempotent_and_has_contract_columns(conn: psycopg.Con
             "last_success_at", "last_error", "rows", "updated_at"} <= columns  # fmt: skip
 
 
+def test_raw_tables_ddl_waits_on_no_writer_once_current(database_url: str) -> None:
+    """Builds run it seconds apart while webhook deliveries write: once the schema is current it
+    must take no lock a writer holds (its `alter table` lines deadlocked with the receiver)."""
+    with psycopg.connect(database_url, autocommit=True) as setup:
+        loader.ensure_raw_tables(setup)
+    with psycopg.connect(database_url) as writer:
+        writer.execute("lock table stripe_raw.events in row exclusive mode")  # a delivery's
+        with psycopg.connect(database_url, autocommit=True) as builder:
+            builder.execute("set lock_timeout = '1s'")
+            loader.ensure_raw_tables(builder)  # LockNotAvailable if it still altered the table
+        writer.rollback()
+    with psycopg.connect(database_url, autocommit=True) as repair:
+        repair.execute("drop table stripe_raw.activity_events")
+        loader.ensure_raw_tables(repair)
+        assert repair.execute("select to_regclass('stripe_raw.activity_events')").fetchone()[0]
+
+
 def test_older_snapshot_never_overwrites_newer(conn: psycopg.Connection) -> None:
     with conn.transaction():
         loader.upsert_objects(conn, "customers", [loader.object_row(_customer("new"), T0)])
