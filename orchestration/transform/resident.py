@@ -76,9 +76,9 @@ RESIDENT_LOCK = (0x5354_5259, 0x0000_0B1D)
 # warm build's time (profiled). Errors reach the builder's log through the event callback.
 QUIET_FLAGS = ["--quiet", "--log-level-file", "warn"]
 
-# The selectors of a build: `incremental` after a parse, a failure or any other process's build
-# (views, seeds and every model), `incremental_warm` between two of the builder's own (no views,
-# seeds or MRR history: see selectors.yml).
+# The selectors of a build: `incremental` after a parse, a failure or a build in another mode or
+# with other project files (views, seeds and every model), `incremental_warm` otherwise (no
+# views, seeds or MRR history: see selectors.yml).
 FIRST_SELECTOR = "incremental"
 WARM_SELECTOR = "incremental_warm"
 
@@ -368,10 +368,10 @@ class ResidentBuilder:
         self.dbt = WarmDbt()
         self.target = resident_target(options.database_url)
         self.recorder = DagsterRecorder.open() if options.report_to_dagster else None
-        # What the views and seeds were last built for (project files, mode), by which dbt
-        # invocation: a warm build needs all three unchanged.
+        # What the views and seeds were last built for (project files, mode), and the mode and
+        # logic every customer-keyed model was left in: a warm build needs both unchanged.
         self._warm_for: tuple[str, bool] | None = None
-        self._last_invocation: str | None = None
+        self._state_after: str | None = None
         self._failed_at: float | None = None
         self._keys: dict[str, Any] = {}
         self._keys_parse = -1
@@ -383,7 +383,7 @@ class ResidentBuilder:
         try:
             livemode = build_livemode(self.options.key_mode, url)
             warm_key = (project_fingerprint(), livemode)
-            warm = warm_key == self._warm_for and self._built_last(url)
+            warm = warm_key == self._warm_for and self._state_after == models_state(url)
             covered = newest_delivery_seq(url)
             result = build(
                 url,
@@ -401,7 +401,7 @@ class ResidentBuilder:
             log.error("resident build failed: %s", _first_line(exc))
             return None
         self._warm_for, self._failed_at = warm_key, None
-        self._last_invocation = _invocation_id(self.target)
+        self._state_after = models_state(url)
         log.info("resident %s", result.summary())
         if self.recorder is not None:
             self.recorder.record(result, self._asset_keys(), covered)
@@ -411,21 +411,6 @@ class ResidentBuilder:
         """The last build failed RETRY_SECONDS ago or more."""
         failed = self._failed_at
         return failed is not None and time.monotonic() - failed >= RETRY_SECONDS
-
-    def _built_last(self, database_url: str) -> bool:
-        """Whether this builder's last build is the last one of every customer-keyed model: any
-        other build (the CLI's, a Dagster run's, another mode's) may have rebuilt the views."""
-        if self._last_invocation is None:
-            return False
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            try:
-                row = conn.execute(
-                    "select bool_and(invocation_id = %s) from stripe_staging.customer_keyed_state",
-                    (self._last_invocation,),
-                ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                return False
-        return bool(row and row[0])
 
     def _asset_keys(self) -> dict[str, Any]:
         """model_asset_keys of the manifest, read again only after dbt parsed the project again."""
@@ -447,11 +432,20 @@ def newest_delivery_seq(database_url: str) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def _invocation_id(target: Path) -> str | None:
-    path = target / "run_results.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text()).get("metadata", {}).get("invocation_id")
+def models_state(database_url: str) -> str | None:
+    """The modes and logic hashes the customer-keyed models were last built with. Any build
+    leaves it as it found it unless it ran in another mode or with other project files (a CLI
+    build in the other mode, an upgraded install): then the views may read other rows, and the
+    resident builder's next build makes them again."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        try:
+            row = conn.execute(
+                "select string_agg(distinct livemode::text || ':' || logic_hash, ',')"
+                " from stripe_staging.customer_keyed_state"
+            ).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return None
+    return row[0] if row else None
 
 
 class DagsterRecorder:

@@ -106,7 +106,7 @@ def _views(manifest_path: Path) -> set[str]:
     }
 
 
-def test_warm_builds_leave_views_seed_and_mrr_history_until_another_build_ran(
+def test_warm_builds_leave_views_seed_and_mrr_history_until_another_mode_built(
     database_url: str, tmp_path: Path
 ) -> None:
     builder = ResidentBuilder(_options(database_url))
@@ -128,12 +128,16 @@ def test_warm_builds_leave_views_seed_and_mrr_history_until_another_build_ran(
     }
     assert builder.dbt.parses == 1, "the project is parsed once per process"
 
-    # Any other build (here `stripe-sync build`'s) may have made the views for another mode:
-    # the builder's next build makes them again.
+    # Another build in the same mode and project (a scheduled one) leaves the views as they were.
     build(database_url, as_of=None, livemode=False, target_path=tmp_path, selector="incremental")
     third = builder.build()
     assert third is not None
-    assert views <= {n.unique_id for n in third.nodes}
+    assert not views & {n.unique_id for n in third.nodes}
+    # One in the other mode made them for it: the builder's next build makes them again.
+    build(database_url, as_of=None, livemode=True, target_path=tmp_path, selector="incremental")
+    fourth = builder.build()
+    assert fourth is not None
+    assert views <= {n.unique_id for n in fourth.nodes}
 
 
 def test_resident_builds_are_recorded_in_dagster_and_move_the_sensor(
