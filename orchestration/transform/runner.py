@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -325,14 +326,20 @@ def run_dbt(
     """
     target.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
-    with dbt_environment(database_url, extra_env):
+    # The dbt process takes its environment (the warehouse, the as_of) when it starts. Builds of
+    # two warehouses in two threads (tests, the CLI's callers) would otherwise export one's and
+    # start with the other's: the environment is exported only until the process has started.
+    with _SPAWN_LOCK, dbt_environment(database_url, extra_env):
         invocation = dbt_resource().cli(args, raise_on_error=False, target_path=target)
-        for event in invocation.stream_raw_events():
-            info = event.raw_event.get("info", {})
-            if info.get("level") == "error" and info.get("msg"):
-                errors.append(str(info["msg"]))
-        invocation.wait()
+    for event in invocation.stream_raw_events():
+        info = event.raw_event.get("info", {})
+        if info.get("level") == "error" and info.get("msg"):
+            errors.append(str(info["msg"]))
+    invocation.wait()
     return DbtRun(returncode=invocation.process.returncode or 0, errors=errors)
+
+
+_SPAWN_LOCK = threading.Lock()
 
 
 def generate_docs(database_url: str, target: Path) -> None:
