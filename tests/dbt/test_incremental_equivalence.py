@@ -57,6 +57,11 @@ TABLES = [
     "stripe_segments.churned_customers",
     "stripe_segments.past_due_subscriptions",
     "stripe_segments.segment_memberships",
+    "stripe_staging.int_mrr_subscription_states",
+    "stripe_staging.int_mrr_subscription_state_discounts",
+    "stripe_staging.int_mrr_invoice_periods",
+    "stripe.mrr_daily",
+    "stripe.mrr_movements",
 ]
 RAW_TABLES = [
     "customers",

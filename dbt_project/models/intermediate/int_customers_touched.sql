@@ -21,6 +21,7 @@
 {%- set raw_customers = source('stripe_raw', 'customers') -%}
 {%- set raw_subscriptions = source('stripe_raw', 'subscriptions') -%}
 {%- set raw_charges = source('stripe_raw', 'charges') -%}
+{%- set raw_invoices = source('stripe_raw', 'invoices') -%}
 {%- set raw_products = source('stripe_raw', 'products') -%}
 {%- set raw_activity_events = source('stripe_raw', 'activity_events') -%}
 {%- set customer_fields = customer_keyed_relation('customer_fields') -%}
@@ -55,6 +56,15 @@
     changed_charges as (
         select {{ customer_reference('data') }} as stripe_customer_id
         from {{ raw_charges }}
+        where
+            {{ in_key_mode() }}
+            and synced_at >= '{{ window.since }}'::timestamptz
+    ),
+
+    -- An invoice reaches the customer's MRR history (its billed periods).
+    changed_invoices as (
+        select {{ customer_reference('data') }} as stripe_customer_id
+        from {{ raw_invoices }}
         where
             {{ in_key_mode() }}
             and synced_at >= '{{ window.since }}'::timestamptz
@@ -125,6 +135,8 @@
         select stripe_customer_id from changed_subscriptions
         union all
         select stripe_customer_id from changed_charges
+        union all
+        select stripe_customer_id from changed_invoices
         union all
         select stripe_customer_id from new_events
         union all

@@ -1,3 +1,17 @@
+{#- Customer-keyed (doc: mrr_incremental_builds): a build recomputes the touched customers'
+    invoices (a written invoice touches its customer); every customer when the MRR window is
+    full. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='mrr_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_mrr_window() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 lines as (
@@ -8,6 +22,7 @@ lines as (
         and not is_proration
         -- A void invoice was never owed; a draft is a renewal about to be finalized.
         and invoice_status in ('draft', 'open', 'paid', 'uncollectible')
+        and {{ mrr_touched_customers('stripe_customer_id') }}
 ),
 
 prices as (
@@ -16,6 +31,7 @@ prices as (
 
 subscriptions as (
     select * from {{ ref('stg_stripe__subscriptions') }}
+    where {{ mrr_touched_customers('stripe_customer_id') }}
 ),
 
 -- A line's price says whether it counts (licensed) and how its period goes to a month, as in

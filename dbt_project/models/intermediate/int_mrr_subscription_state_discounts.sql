@@ -1,15 +1,35 @@
+{#- Customer-keyed (doc: mrr_incremental_builds): a build recomputes the touched customers'
+    state discounts; every customer when the MRR window is full. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='mrr_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        pre_hook=["{{ plan_for_mrr_window() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
+    )
+}}
+
 with
 
 states as (
     select * from {{ ref('int_mrr_subscription_states') }}
+    where {{ mrr_touched_customers('stripe_customer_id') }}
 ),
 
+-- A discount known now belongs to one of the customer's subscriptions: found by their ids (the
+-- raw table's key) when few customers are recomputed.
 subscription_discounts as (
     select * from {{ ref('stg_stripe__subscription_discounts') }}
+    {%- if mrr_touched_customers('stripe_customer_id') | trim != 'true' %}
+        where subscription_id = any(array(select states.subscription_id from states))
+    {%- endif %}
 ),
 
 customer_discounts as (
     select * from {{ ref('stg_stripe__customer_discounts') }}
+    where {{ mrr_touched_customers('stripe_customer_id') }}
 ),
 
 -- The snapshot's discounts, in both shapes: the legacy `discount` object and the `discounts` list
@@ -177,31 +197,37 @@ discounts as (
 ),
 
 -- A `repeating` discount ends `duration_in_months` after it starts when the snapshot lacks `end`.
+-- The state's customer keys the row (the customer-keyed merge).
 final as (
     select
         -- ids
-        stripe_event_id,
-        discount_id,
+        discounts.stripe_event_id,
+        states.stripe_customer_id,
+        discounts.discount_id,
 
         -- attributes
-        has_coupon_terms,
-        coupon_duration,
-        coupon_percent_off,
-        coupon_currency,
+        discounts.has_coupon_terms,
+        discounts.coupon_duration,
+        discounts.coupon_percent_off,
+        discounts.coupon_currency,
 
         -- amounts (minor units)
-        coupon_amount_off_in_cents,
+        discounts.coupon_amount_off_in_cents,
 
         -- timestamps
-        discount_started_at,
+        discounts.discount_started_at,
         coalesce(
-            discount_ends_at,
+            discounts.discount_ends_at,
             case
-                when coupon_duration = 'repeating'
-                    then discount_started_at + make_interval(months => coupon_duration_in_months)
+                when discounts.coupon_duration = 'repeating'
+                    then
+                        discounts.discount_started_at
+                        + make_interval(months => discounts.coupon_duration_in_months)
             end
         ) as discount_ends_at
     from discounts
+    inner join states
+        on discounts.stripe_event_id = states.stripe_event_id
 )
 
 select * from final

@@ -7,18 +7,28 @@
     after 30 days).
 
     Never rebuilt (`full_refresh=false`), like segment_membership_history: the snapshots cannot
-    be recomputed. delete+insert on (mrr_date, livemode) replaces each written day of the key's
-    mode as a whole, so a second build on the same day leaves no stale row behind. -#}
+    be recomputed. Cost follows the change (doc: mrr_incremental_builds): a later build on the
+    same UTC day rewrites only the touched customers' rows of the day (the others' rows, written
+    from the same customer_fields values, stay); the first build of a new day writes every
+    customer's new rows. The merge (mrr_days) deletes and inserts on (customer, day, mode):
+    every customer that had a row on a day written gets one again (of 0 when its MRR is gone), so
+    no stale row is left behind. -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['mrr_date', 'livemode'],
+        incremental_strategy='mrr_days',
         full_refresh=false,
         on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
         indexes=[
             {'columns': ['stripe_customer_id', 'mrr_date', 'livemode'], 'unique': true},
             {'columns': ['mrr_date']},
+        ],
+        pre_hook=["{{ plan_for_mrr_window(per_day=true) }}"],
+        post_hook=[
+            "{{ record_customer_keyed_state() }}",
+            "create index if not exists mrr_daily__livemode_mrr_date_idx"
+            ~ " on {{ this }} (livemode, mrr_date)",
         ],
     )
 }}
@@ -27,29 +37,43 @@ with
 
 customer_fields as (
     select * from {{ ref('customer_fields') }}
+    where {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
 ),
 
 -- The currency each customer's MRR is stated in (doc: mrr), as customer_fields' MRR uses it.
 customer_currencies as (
     select * from {{ ref('int_mrr_summed_per_customer') }}
+    where {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
 ),
 
 states as (
     select * from {{ ref('int_mrr_subscription_states') }}
+    where {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
 ),
 
 state_discounts as (
     select * from {{ ref('int_mrr_subscription_state_discounts') }}
-    where has_coupon_terms
+    where
+        has_coupon_terms
+        and {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
 ),
 
 invoice_periods as (
     select * from {{ ref('int_mrr_invoice_periods') }}
+    where {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
 ),
 
 {% if is_incremental() %}
     recorded as (
         select * from {{ this }}
+        where
+            {{ in_key_mode() }}
+            and {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
+    ),
+
+    -- The last day recorded in the key's mode, over every customer (an index finds it).
+    recorded_until as (
+        select max(mrr_date) as mrr_date from {{ this }}
         where {{ in_key_mode() }}
     ),
 {% else %}
@@ -60,6 +84,10 @@ invoice_periods as (
             null::text as mrr_currency,
             null::numeric as customer_mrr
         where false
+    ),
+
+    recorded_until as (
+        select null::date as mrr_date
     ),
 {% endif %}
 
@@ -77,7 +105,7 @@ bounds as (
     from (
         select
             ({{ as_of() }} at time zone 'UTC')::date as snapshot_date,
-            (select max(recorded.mrr_date) from recorded) as recorded_until
+            (select recorded_until.mrr_date from recorded_until) as recorded_until
     ) as dates
 ),
 

@@ -1,11 +1,19 @@
 {#- How each customer's MRR moved each day (doc: mrr_movements), from mrr_daily in the key's mode.
-    A table rebuilt on every build: mrr_daily keeps the past, so this is always recomputable. -#}
+    Customer-keyed (doc: mrr_incremental_builds): a build recomputes the touched customers'
+    movements from their days of mrr_daily; every customer's on the first build of a new day. -#}
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='mrr_keyed',
+        on_schema_change='append_new_columns',
+        tags=['customer_keyed'],
+        mrr_per_day=true,
         indexes=[
             {'columns': ['stripe_customer_id', 'mrr_date', 'mrr_currency'], 'unique': true},
             {'columns': ['mrr_date']},
-        ]
+        ],
+        pre_hook=["{{ plan_for_mrr_window(per_day=true) }}"],
+        post_hook=["{{ record_customer_keyed_state() }}"],
     )
 }}
 
@@ -13,12 +21,16 @@ with
 
 daily as (
     select * from {{ ref('mrr_daily') }}
-    where {{ in_key_mode() }}
+    where
+        {{ in_key_mode() }}
+        and {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
 ),
 
--- A customer without a row on a day had MRR 0 that day; the last day known is the last written.
+-- A customer without a row on a day had MRR 0 that day; the last day known is the last written,
+-- over every customer (an index finds it).
 last_day as (
-    select max(mrr_date) as mrr_date from daily
+    select max(mrr_date) as mrr_date from {{ ref('mrr_daily') }}
+    where {{ in_key_mode() }}
 ),
 
 -- The first day the customer had MRR above 0 in any currency: its `new` day.

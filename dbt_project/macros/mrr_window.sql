@@ -1,0 +1,128 @@
+{#- The MRR history's incremental builds (doc: mrr_incremental_builds). The MRR models follow the
+    touched customers as the other customer-keyed models do (macros/customer_keyed.sql), with two
+    more reasons to recompute every customer, each at most once a day or on a rare change:
+    - a build whose as_of enters a new UTC day (mrr_daily and mrr_movements only): every customer
+      with MRR gets a row for the new day, and the days since the last build are reconstructed;
+    - events older than every stored one (a backfill of events): the coverage every
+      reconstruction starts from moved, for every subscription. -#}
+
+{#- This build's MRR window: {'full': true} when every customer is recomputed. `per_day` is true
+    for the models with a row per day (mrr_daily, mrr_movements). -#}
+{% macro mrr_window(per_day=false) -%}
+    {%- set window = {'full': true} -%}
+    {%- if execute is not defined -%}
+        {#- sqlfluff: an empty string, whose .full is undefined (the incremental shape). -#}
+    {%- elif model.resource_type == 'unit_test' -%}
+        {{ return(window) }}
+    {%- else -%}
+        {%- set customers = customer_window() -%}
+        {%- if execute and not customers.full -%}
+            {#- Events of the key's mode stored since the last build, older than every event
+                stored before it. The raw table (staging's filter), not the staging view: a
+                view with a WITH clause is not flattened, and its min() would read every event
+                where the raw table's index on created gives the first one. -#}
+            {%- set raw_events = source('stripe_raw', 'events') -%}
+            {%- set stored = raw_events ~ " where " ~ in_key_mode() ~ " and not is_deleted" -%}
+            {%- set checks = [
+                "coalesce((select min(created) from " ~ stored ~ " and synced_at >= '"
+                ~ customers.since ~ "'::timestamptz) < coalesce((select min(created) from "
+                ~ stored ~ " and synced_at < '" ~ customers.since
+                ~ "'::timestamptz), 'infinity'), false)"
+            ] -%}
+            {#- The model's previous build was on another UTC day (or is not recorded). -#}
+            {%- if per_day -%}
+                {%- do checks.append(
+                    "coalesce((select (state.as_of at time zone 'UTC')::date from "
+                    ~ customer_keyed_state_relation() ~ " as state where state.model = '"
+                    ~ this.identifier ~ "') <> (" ~ as_of() ~ " at time zone 'UTC')::date, true)"
+                ) -%}
+            {%- endif -%}
+            {%- set rows = run_query('select ' ~ (checks | join(' or '))).rows -%}
+            {%- do window.update({'full': rows[0][0]}) -%}
+        {%- endif -%}
+        {{ return(window) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A filter keeping the touched customers' rows when the MRR window is not full, every row
+    otherwise (as touched_customers does for the customer window). -#}
+{% macro mrr_touched_customers(column, per_day=false) -%}
+    {%- if execute is not defined or model.resource_type != 'unit_test' -%}
+        {%- set touched = ref('int_customers_touched') -%}
+    {%- endif -%}
+    {%- if execute is defined and model.resource_type != 'unit_test'
+        and is_incremental() and not mrr_window(per_day).full -%}
+        {{ column }} = any(array(select touched.stripe_customer_id from {{ touched }} as touched))
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Pre-hook of the MRR models: index lookups (nested loops) when few customers are recomputed,
+    the hash joins of set_planner_for_json_views otherwise. -#}
+{% macro plan_for_mrr_window(per_day=false) -%}
+    {%- if is_incremental() and not mrr_window(per_day).full -%}
+        set local enable_nestloop = on
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The merge of the customer-keyed MRR models (intermediate tables and mrr_movements): as the
+    customer_keyed strategy, with the MRR window deciding whether every row is replaced. -#}
+{% macro get_incremental_mrr_keyed_sql(arg_dict) -%}
+    {%- set target_relation = arg_dict['target_relation'] -%}
+    {%- set temp_relation = arg_dict['temp_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- if mrr_window(config.get('mrr_per_day', false)).full -%}
+        delete from {{ target_relation }};
+    {%- else -%}
+        delete from {{ target_relation }} as target
+        where target.stripe_customer_id = any(array(
+            select touched.stripe_customer_id from {{ ref('int_customers_touched') }} as touched
+        ));
+    {%- endif %}
+    insert into {{ target_relation }} ({{ columns }})
+    select {{ columns }} from {{ temp_relation }}
+{%- endmacro %}
+
+{#- The customer an event is about, as stg_stripe__events states it (the same expression, so the
+    raw-table index on it serves the MRR models' lookups of a customer's events). -#}
+{% macro event_customer_reference(data) -%}
+    case
+        when {{ data }} -> 'data' -> 'object' ->> 'object' = 'customer'
+            then {{ data }} -> 'data' -> 'object' ->> 'id'
+        when jsonb_typeof({{ data }} -> 'data' -> 'object' -> 'customer') = 'object'
+            then {{ data }} -> 'data' -> 'object' -> 'customer' ->> 'id'
+        else {{ data }} -> 'data' -> 'object' ->> 'customer'
+    end
+{%- endmacro %}
+
+{#- The merge of mrr_daily: delete+insert on (customer, day, mode). When few customers are
+    recomputed, their rows are found by the customer key's index (`= any(array(...))`, which the
+    planner matches to it, where a semi-join on a new table's rows gets a guess and a scan of the
+    whole table); every written day otherwise. -#}
+{% macro get_incremental_mrr_days_sql(arg_dict) -%}
+    {%- set target_relation = arg_dict['target_relation'] -%}
+    {%- set temp_relation = arg_dict['temp_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- if not mrr_window(per_day=true).full %}
+        delete from {{ target_relation }} as target
+        where
+            target.stripe_customer_id = any(array(
+                select distinct written.stripe_customer_id from {{ temp_relation }} as written
+            ))
+            and (target.stripe_customer_id, target.mrr_date, target.livemode) in (
+                select written.stripe_customer_id, written.mrr_date, written.livemode
+                from {{ temp_relation }} as written
+            );
+    {%- else %}
+        delete from {{ target_relation }} as target
+        where (target.stripe_customer_id, target.mrr_date, target.livemode) in (
+            select written.stripe_customer_id, written.mrr_date, written.livemode
+            from {{ temp_relation }} as written
+        );
+    {%- endif %}
+    insert into {{ target_relation }} ({{ columns }})
+    select {{ columns }} from {{ temp_relation }}
+{%- endmacro %}
