@@ -132,6 +132,10 @@
         {%- if model.resource_type == 'unit_test' -%}
             {{ return(window) }}
         {%- endif -%}
+        {%- set cached = invocation_cache().get('customer_window') -%}
+        {%- if cached is not none -%}
+            {{ return(cached) }}
+        {%- endif -%}
         {%- set built = ref('int_build_window') -%}
         {%- set columns = 'is_full_rebuild, invocation_id, since::text, as_of::text' -%}
         {%- if execute and not flags.FULL_REFRESH -%}
@@ -144,10 +148,25 @@
             {%- endif -%}
             {%- if rows | length == 1 and rows[0][1] == invocation_id -%}
                 {%- do window.update({'full': rows[0][0], 'since': rows[0][2]}) -%}
+                {#- Fixed for the rest of the invocation: int_build_window is built once, first. -#}
+                {%- do invocation_cache().update({'customer_window': window}) -%}
             {%- endif -%}
         {%- endif -%}
         {{ return(window) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- A dict of what this dbt invocation read from the database once and every node reuses
+    (customer_window, mrr_window): each was a query per call, ~180 per build. dbt hands every
+    node the same `graph` dict, so a key of it outlives one node's rendering; the dict is
+    replaced when another invocation (the resident builder's next build) first asks. -#}
+{% macro invocation_cache() -%}
+    {%- set cache = graph.get('stripe_sync_invocation_cache') -%}
+    {%- if cache is none or cache.get('invocation_id') != invocation_id -%}
+        {%- set cache = {'invocation_id': invocation_id} -%}
+        {%- do graph.update({'stripe_sync_invocation_cache': cache}) -%}
+    {%- endif -%}
+    {{ return(cache) }}
 {%- endmacro %}
 
 {#- True when this model recomputes only the touched customers. -#}

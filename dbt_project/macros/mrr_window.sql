@@ -15,6 +15,11 @@
     {%- elif model.resource_type == 'unit_test' -%}
         {{ return(window) }}
     {%- else -%}
+        {%- set cache_key = 'mrr_window ' ~ this.identifier ~ ' ' ~ per_day -%}
+        {%- set cached = invocation_cache().get(cache_key) -%}
+        {%- if cached is not none -%}
+            {{ return(cached) }}
+        {%- endif -%}
         {%- set customers = customer_window() -%}
         {%- if execute and not customers.full -%}
             {#- Events of the key's mode stored since the last build, older than every event
@@ -39,6 +44,7 @@
             {%- endif -%}
             {%- set rows = run_query('select ' ~ (checks | join(' or '))).rows -%}
             {%- do window.update({'full': rows[0][0]}) -%}
+            {%- do invocation_cache().update({cache_key: window}) -%}
         {%- endif -%}
         {{ return(window) }}
     {%- endif -%}

@@ -243,8 +243,15 @@ def dbt_process_env(
 
     JIT compilation costs seconds per query on plans over jsonb views (whose row estimates are
     guesses) and never pays back on these short whole-table queries; libpq reads PGOPTIONS.
+    dbt.log is at `info` unless DBT_LOG_LEVEL_FILE says otherwise: at dbt's default (`debug`)
+    it takes every statement, and its threads queue on the log's lock for a quarter of a build's
+    CPU (profiled); `debug` is there for whoever needs the statements.
     """
-    env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", AS_OF_ENV: ""}
+    env = {
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        AS_OF_ENV: "",
+        "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE") or "info",
+    }
     env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c jit=off".strip()
     if database_url is not None:
         env.update(dbt_env(database_url))
@@ -383,7 +390,9 @@ def _failure_summary(result: BuildResult, completed: DbtRun) -> str:
 
 
 def _failure_fix(target: Path) -> str:
-    return f"see {target / 'dbt.log'} for the failing SQL and rows"
+    return (
+        f"see {target / 'dbt.log'} for what failed (DBT_LOG_LEVEL_FILE=debug adds every statement)"
+    )
 
 
 def _last_error_line(errors: list[str]) -> str:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +17,7 @@ import psycopg
 from starlette.testclient import TestClient
 
 from orchestration.defs.definitions import defs
+from orchestration.extract import loader
 from orchestration.transform.resident import (
     BuilderOptions,
     DagsterRecorder,
@@ -25,14 +28,20 @@ from orchestration.transform.resident import (
 from orchestration.transform.runner import build
 from tests.webhooks.conftest import customer_event, post
 
+# Raw objects in Stripe's shapes (tests/dbt is not a package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dbt"))
+from dbt_raw_dataset import PRICE_PRO, PRODUCTS, customer, item, subscription
+
 BUILDER_READY_SECONDS = 180.0  # the first build parses the project and creates every relation
-CHANGE_SECONDS = 60.0
+CHANGE_SECONDS = 60.0  # far above the seconds a warm build takes: a bound, not a benchmark
+# Long enough for the builder's clock build to see the trial before it ends.
+TRIAL_SECONDS = 30.0
 MRR_HISTORY = {
     "int_mrr_invoice_periods",
     "int_mrr_subscription_states",
     "mrr_daily",
     "mrr_movements",
-}  # far above the seconds a warm build takes: a bound, not a benchmark
+}
 
 
 def _options(database_url: str) -> BuilderOptions:
@@ -164,3 +173,83 @@ def test_resident_builds_are_recorded_in_dagster_and_move_the_sensor(
         for asset_key in built:
             assert instance.get_latest_materialization_event(asset_key) is not None
         assert built <= set(defs.resolve_all_asset_keys())
+
+        # A build with no new delivery (the clock's) is not recorded again.
+        records = len(instance.fetch_materializations(key, limit=100).records)
+        assert builder.build() is not None
+        assert len(instance.fetch_materializations(key, limit=100).records) == records
+
+
+def _members(database_url: str, segment: str) -> set[str]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        try:
+            rows = conn.execute(
+                "select stripe_customer_id from stripe_segments.segment_memberships"
+                " where segment = %s",
+                (segment,),
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return set()
+    return {row[0] for row in rows}
+
+
+def _write_trial_ending_in(database_url: str, seconds: float) -> None:
+    """A customer whose trial ends `seconds` from now, written as a sync would: no NOTIFY."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    trial = subscription(
+        "sub_clock",
+        "cus_clock",
+        "trialing",
+        created=now - timedelta(days=13),
+        items=[item("si_clock", "sub_clock", PRICE_PRO, 1, period_start=now - timedelta(days=13))],
+        trial_start=now - timedelta(days=13),
+        trial_end=now + timedelta(seconds=seconds),
+    )
+    objects = {
+        "products": PRODUCTS,
+        "prices": [PRICE_PRO],
+        "customers": [customer("cus_clock", email="clock@example.com", name="Clock", created=now)],
+        "subscriptions": [trial],
+    }
+    with psycopg.connect(database_url) as conn:
+        loader.ensure_raw_tables(conn)
+        for table, rows in objects.items():
+            loader.upsert_objects(conn, table, (loader.object_row(obj, now) for obj in rows))
+
+
+def test_rules_that_come_due_reach_the_segments_with_no_delivery(database_url: str) -> None:
+    """With no delivery, the builder builds every clock_seconds: a raw write with no NOTIFY (a
+    sync's) arrives, and a trial that ends with no Stripe event at all moves from current_trials
+    to expired_trials."""
+    with psycopg.connect(database_url) as conn:
+        loader.ensure_raw_tables(conn)
+    options = BuilderOptions(
+        database_url=database_url,
+        key_mode="test",
+        stale_after_hours=24,
+        clock_seconds=1.0,
+        report_to_dagster=False,
+    )
+    with running_builder(options):
+        _wait_for(
+            lambda: _relation_exists(database_url, "stripe_segments.segment_memberships"),
+            BUILDER_READY_SECONDS,
+            "the builder's first build",
+        )
+        _write_trial_ending_in(database_url, TRIAL_SECONDS)
+        _wait_for(
+            lambda: "cus_clock" in _members(database_url, "current_trials"),
+            CHANGE_SECONDS,
+            "the trial in current_trials",
+        )
+        assert "cus_clock" not in _members(database_url, "expired_trials")
+        _wait_for(
+            lambda: "cus_clock" in _members(database_url, "expired_trials"),
+            TRIAL_SECONDS + CHANGE_SECONDS,
+            "the ended trial in expired_trials",
+        )
+
+
+def _relation_exists(database_url: str, relation: str) -> bool:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
