@@ -380,7 +380,8 @@ class ResidentBuilder:
         self._state_after: str | None = None
         self._failed_at: float | None = None
         self._built_at = time.monotonic()
-        self._recorded, self._recorded_seq = False, None
+        self._recorded = False
+        self._recorded_seq: int | None = None
         self._keys: dict[str, Any] = {}
         self._keys_parse = -1
 
