@@ -88,8 +88,9 @@
 
 {#- The models whose state the window follows: every model of this project tagged customer_keyed
     (the customer_keyed strategy's models, and int_events_mapped_to_activities, which reads new
-    events by the same stamps). -#}
-{% macro customer_keyed_models() -%}
+    events by the same stamps). With `selected_only`, those this invocation runs (all of them
+    when it runs none). -#}
+{% macro customer_keyed_models(selected_only=false) -%}
     {%- if execute is not defined -%}
         {#- sqlfluff renders models without dbt's context: nothing to list. -#}
     {%- else -%}
@@ -99,6 +100,10 @@
                 {%- do names.append(node) -%}
             {%- endif -%}
         {%- endfor -%}
+        {%- set selected = names | selectattr('unique_id', 'in', selected_resources) | list -%}
+        {%- if selected_only and selected -%}
+            {{ return(selected | sort(attribute='name')) }}
+        {%- endif -%}
         {{ return(names | sort(attribute='name')) }}
     {%- endif -%}
 {%- endmacro %}

@@ -416,8 +416,12 @@ class ResidentBuilder:
         log.info("resident %s", result.summary())
         # A build that covered no new delivery (the clock's) is logged, not recorded: Dagster
         # would otherwise show a materialization of every model every CLOCK_SECONDS.
-        if self.recorder is not None and (not self._recorded or covered != self._recorded_seq):
-            self.recorder.record(result, self._asset_keys(), covered)
+        due = not self._recorded or covered != self._recorded_seq
+        if (
+            self.recorder is not None
+            and due
+            and self.recorder.record(result, self._asset_keys(), covered)
+        ):
             self._recorded, self._recorded_seq = True, covered
         return result
 
@@ -485,9 +489,10 @@ class DagsterRecorder:
             log.warning("resident builds are not recorded in Dagster: %s", _first_line(exc))
             return None
 
-    def record(self, result: BuildResult, keys: dict[str, Any], covered: int | None) -> None:
+    def record(self, result: BuildResult, keys: dict[str, Any], covered: int | None) -> bool:
         """One materialization per model or seed the build ran successfully; `keys` maps their
-        unique_ids to asset keys (model_asset_keys); `covered` is the COVERED_SEQ."""
+        unique_ids to asset keys (model_asset_keys); `covered` is the COVERED_SEQ. False when
+        Dagster refused them (logged): the next build records again."""
         built = [n for n in result.nodes if n.status == "success" and n.unique_id in keys]
         metadata: dict[str, Any] = {
             "trigger": dg.MetadataValue.text("webhooks (resident builder)"),
@@ -502,6 +507,8 @@ class DagsterRecorder:
                 )
         except Exception as exc:
             log.warning("could not record the build in Dagster: %s", _first_line(exc))
+            return False
+        return True
 
 
 def model_asset_keys(manifest_path: Path) -> dict[str, Any]:

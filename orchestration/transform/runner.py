@@ -243,14 +243,16 @@ def dbt_process_env(
 
     JIT compilation costs seconds per query on plans over jsonb views (whose row estimates are
     guesses) and never pays back on these short whole-table queries; libpq reads PGOPTIONS.
-    dbt.log is at `info` unless DBT_LOG_LEVEL_FILE says otherwise: at dbt's default (`debug`)
-    it takes every statement, and its threads queue on the log's lock for a quarter of a build's
-    CPU (profiled); `debug` is there for whoever needs the statements.
+    dbt.log is at `info` unless DBT_LOG_LEVEL_FILE (or DBT_LOG_LEVEL) says otherwise: at dbt's
+    default (`debug`) it takes every statement, and its threads queue on the log's lock for a
+    quarter of a build's CPU (profiled); `debug` is there for whoever needs the statements.
     """
     env = {
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         AS_OF_ENV: "",
-        "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE") or "info",
+        "DBT_LOG_LEVEL_FILE": (
+            os.environ.get("DBT_LOG_LEVEL_FILE") or os.environ.get("DBT_LOG_LEVEL") or "info"
+        ),
     }
     env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c jit=off".strip()
     if database_url is not None:

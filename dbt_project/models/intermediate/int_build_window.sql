@@ -7,7 +7,11 @@
     )
 }}
 
-{%- set models = customer_keyed_models() -%}
+{#- The customer-keyed models this build runs. One left out (the resident builder's warm builds
+    leave out the MRR history) keeps its own older stamp, which would otherwise hold every other
+    model's window back to it, build after build; the next build that runs it catches it up
+    from that stamp. -#}
+{%- set models = customer_keyed_models(selected_only=true) -%}
 {%- set missing = [] -%}
 {%- if execute -%}
     {%- for node in models -%}
