@@ -201,7 +201,7 @@ def test_killed_builds_and_deliverers_leave_the_feed_whole(
     print(
         f"{build_kills} of {build_attempts} builds and {killer.kills} deliverers killed"
         f" ({killer.mid_feed} mid-feed);"
-        f" in flight at a kill: {killer.in_flight}"
+        f" in flight at a kill: {killer.in_flight}; POSTs cut short by a kill: {receiver.cut}"
     )
     assert build_kills >= 1, "no kill hit a running build"
     assert killer.mid_feed >= 1, "no kill hit a deliverer in the middle of the feed"
