@@ -1,16 +1,6 @@
-{#- Customer-keyed (doc: mrr_incremental_builds): a build recomputes the states of the touched
-    customers' subscriptions; every customer when the MRR window is full. -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='mrr_keyed',
-        on_schema_change='append_new_columns',
-        tags=['customer_keyed'],
-        pre_hook=["{{ plan_for_mrr_window() }}"],
-        post_hook=["{{ record_customer_keyed_state() }}"],
-    )
-}}
-
+{#- Customer-keyed (doc: mrr_incremental_builds; configured by its folder, mrr_history, in
+    dbt_project.yml): a build recomputes the states of the touched customers' subscriptions;
+    every customer when the MRR window is full. -#}
 with
 
 -- Every customer.subscription.* event carries the whole subscription as it was at that moment:
