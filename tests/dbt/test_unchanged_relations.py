@@ -1,6 +1,7 @@
-"""Views and comments are written only when they change (macros/unchanged_views.sql and
-macros/persist_docs.sql): a build after a sync re-creates no unchanged view and rewrites no
-unchanged comment, and whatever changed, or went missing, is written again."""
+"""Views, seeds and comments are written only when they change (macros/unchanged_relations.sql
+and macros/persist_docs.sql): a build after a sync re-creates no unchanged view, reloads no
+unchanged seed and rewrites no unchanged comment, and whatever changed, or went missing, is
+written again."""
 
 from __future__ import annotations
 
@@ -62,14 +63,22 @@ def _build(database_url: str, target: Path, *, full_refresh: bool = False) -> Bu
     )
 
 
-def test_unchanged_views_and_comments_stay_and_changed_ones_are_written(
+SEED = "currency_exponents"
+
+
+def _seed_rows(database_url: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(f"select * from stripe_staging.{SEED} order by 1").fetchall()
+
+
+def test_unchanged_views_seeds_and_comments_stay_and_changed_ones_are_written(
     database_url: str, tmp_path: Path
 ) -> None:
     create_raw_tables(database_url)
     insert_raw_dataset(database_url)
     _build(database_url, tmp_path)
-    views, comments = _oids(database_url), _comments(database_url)
-    assert len(views) >= 10
+    views, comments, seed = _oids(database_url), _comments(database_url), _seed_rows(database_url)
+    assert len(views) >= 10 and len(seed) > 10
     assert sum(1 for row in comments if row[3]) > 500
 
     # A view whose recorded fingerprint differs (its SQL or docs changed), a view gone, and
@@ -88,6 +97,7 @@ def test_unchanged_views_and_comments_stay_and_changed_ones_are_written(
 
     messages = _messages(_build(database_url, tmp_path))
     after = _oids(database_url)
+    assert messages[SEED] == "UNCHANGED"
     unchanged = set(views) - {"stg_stripe__prices", "stg_stripe__products"}
     assert {name: messages[name] for name in unchanged} == dict.fromkeys(unchanged, "UNCHANGED")
     assert {name: after[name] for name in unchanged} == {name: views[name] for name in unchanged}
@@ -96,9 +106,19 @@ def test_unchanged_views_and_comments_stay_and_changed_ones_are_written(
         assert after[rebuilt] != views[rebuilt]
     assert _comments(database_url) == comments
 
-    # --full-refresh re-creates every view.
+    # The seed, its fingerprint stale, is reloaded.
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "update stripe_staging.relation_fingerprints set fingerprint = 'older'"
+            f' where relation = \'"stripe_staging"."{SEED}"\''
+        )
+    assert _messages(_build(database_url, tmp_path))[SEED] == f"INSERT {len(seed)}"
+    assert _seed_rows(database_url) == seed
+
+    # --full-refresh re-creates every view and reloads the seed.
     messages = _messages(_build(database_url, tmp_path, full_refresh=True))
     refreshed = _oids(database_url)
     assert all(messages[name] == "CREATE VIEW" for name in views)
     assert all(refreshed[name] != after[name] for name in views)
-    assert _comments(database_url) == comments
+    assert messages[SEED] == f"CREATE {len(seed)}"
+    assert _comments(database_url) == comments and _seed_rows(database_url) == seed
