@@ -22,32 +22,42 @@
         {%- endif -%}
         {%- set customers = customer_window() -%}
         {%- if execute and not customers.full -%}
-            {#- Events of the key's mode stored since the last build, older than every event
-                stored before it. The raw table (staging's filter), not the staging view: a
-                view with a WITH clause is not flattened, and its min() would read every event
-                where the raw table's index on created gives the first one. -#}
-            {%- set raw_events = source('stripe_raw', 'events') -%}
-            {%- set stored = raw_events ~ " where " ~ in_key_mode() ~ " and not is_deleted" -%}
-            {%- set checks = [
-                "coalesce((select min(created) from " ~ stored ~ " and synced_at >= '"
-                ~ customers.since ~ "'::timestamptz) < coalesce((select min(created) from "
-                ~ stored ~ " and synced_at < '" ~ customers.since
-                ~ "'::timestamptz), 'infinity'), false)"
-            ] -%}
+            {%- set full = mrr_older_events_stored(customers.since) -%}
             {#- The model's previous build was on another UTC day (or is not recorded). -#}
-            {%- if per_day -%}
-                {%- do checks.append(
-                    "coalesce((select (state.as_of at time zone 'UTC')::date from "
+            {%- if per_day and not full -%}
+                {%- set full = run_query(
+                    "select coalesce((select (state.as_of at time zone 'UTC')::date from "
                     ~ customer_keyed_state_relation() ~ " as state where state.model = '"
                     ~ this.identifier ~ "') <> (" ~ as_of() ~ " at time zone 'UTC')::date, true)"
-                ) -%}
+                ).rows[0][0] -%}
             {%- endif -%}
-            {%- set rows = run_query('select ' ~ (checks | join(' or '))).rows -%}
-            {%- do window.update({'full': rows[0][0]}) -%}
+            {%- do window.update({'full': full}) -%}
             {%- do invocation_cache().update({cache_key: window}) -%}
         {%- endif -%}
         {{ return(window) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- Whether events of the key's mode stored since the build window's start are older than every
+    event stored before it: asked once per build, so every MRR model of a build gives the same
+    answer even when a backfill of old events commits while the build runs (the next build's
+    window covers those). The raw table (staging's filter), not the staging view: a view with a
+    WITH clause is not flattened, and its min() would read every event where the raw table's
+    index on created gives the first one. -#}
+{% macro mrr_older_events_stored(since) -%}
+    {%- set cached = invocation_cache().get('mrr_older_events_stored') -%}
+    {%- if cached is not none -%}
+        {{ return(cached) }}
+    {%- endif -%}
+    {%- set raw_events = source('stripe_raw', 'events') -%}
+    {%- set stored = raw_events ~ " where " ~ in_key_mode() ~ " and not is_deleted" -%}
+    {%- set older = run_query(
+        "select coalesce((select min(created) from " ~ stored ~ " and synced_at >= '"
+        ~ since ~ "'::timestamptz) < coalesce((select min(created) from "
+        ~ stored ~ " and synced_at < '" ~ since ~ "'::timestamptz), 'infinity'), false)"
+    ).rows[0][0] -%}
+    {%- do invocation_cache().update({'mrr_older_events_stored': older}) -%}
+    {{ return(older) }}
 {%- endmacro %}
 
 {#- A filter keeping the touched customers' rows when the MRR window is not full, every row
