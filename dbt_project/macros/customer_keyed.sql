@@ -100,9 +100,11 @@
                 {%- do names.append(node) -%}
             {%- endif -%}
         {%- endfor -%}
-        {%- set selected = names | selectattr('unique_id', 'in', selected_resources) | list -%}
-        {%- if selected_only and selected -%}
-            {{ return(selected | sort(attribute='name')) }}
+        {%- if selected_only -%}
+            {%- set selected = names | selectattr('unique_id', 'in', selected_resources) | list -%}
+            {%- if selected -%}
+                {{ return(selected | sort(attribute='name')) }}
+            {%- endif -%}
         {%- endif -%}
         {{ return(names | sort(attribute='name')) }}
     {%- endif -%}
