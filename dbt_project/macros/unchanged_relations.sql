@@ -72,3 +72,24 @@
     {%- endcall -%}
     {{ adapter.commit() }}
 {%- endmacro %}
+
+{#- The body of the view and seed materializations: nothing when the relation (of type `kind`)
+    is unchanged (reported UNCHANGED), else dbt's own `materialize` and the fingerprint recorded
+    after it. `on_unchanged` runs first in the unchanged case. -#}
+{% macro materialize_unless_unchanged(fingerprint, kind, materialize, on_unchanged=none) -%}
+    {%- if relation_is_unchanged(fingerprint, kind) -%}
+        {%- if on_unchanged is not none -%}
+            {%- do on_unchanged() -%}
+        {%- endif -%}
+        {#- The `main` result dbt reads a node's outcome from (noop_statement's, without a call
+            block, which sqlfluff's Jinja cannot place; rows_affected given, as dbt's default for
+            it is a type, not a value). -#}
+        {%- do store_raw_result(
+            'main', message='UNCHANGED', code='UNCHANGED', rows_affected=none
+        ) -%}
+        {{ return({'relations': [this.incorporate(type=kind)]}) }}
+    {%- endif -%}
+    {%- set result = materialize() -%}
+    {%- do record_fingerprint(fingerprint) -%}
+    {{ return(result) }}
+{%- endmacro %}
