@@ -82,12 +82,28 @@ def _wait_events(database_url: str, ids: list[str], timeout: float = 300.0) -> b
     return False
 
 
+# The MRR history's customer-keyed models (dbt_project/models/intermediate/mrr_history, and the
+# marts built from them), which the resident builder's warm builds leave out.
+MRR_HISTORY = [
+    "int_mrr_invoice_periods",
+    "int_mrr_subscription_states",
+    "int_mrr_subscription_state_discounts",
+    "mrr_daily",
+    "mrr_movements",
+]
+
+
 def _built_past(database_url: str, ids: list[str] | None, timeout: float = 600.0) -> bool:
-    """Waits until every customer-keyed model was built past the events `ids` (all events when
-    None): the oldest model's stamp (what its last build covered) is later than their synced_at.
+    """Waits until every customer-keyed model the resident builder builds was built past the
+    events `ids` (all events when None): the oldest such model's stamp (what its last build
+    covered) is later than their synced_at. The MRR history is left out: the builder's warm
+    builds leave it to the scheduled builds (selectors.yml, `incremental_warm`), so its stamps
+    stay at the builder's first build, and counting them waited for ever as soon as an event
+    arrived during that build.
     """
     query = """
-        select coalesce((select min(stamp) from stripe_staging.customer_keyed_state)
+        select coalesce((select min(stamp) from stripe_staging.customer_keyed_state
+                         where model <> all(%(mrr_history)s))
                         > (select max(synced_at) from stripe_raw.events
                            where %(ids)s::text[] is null or id = any(%(ids)s)), false)
     """
@@ -95,7 +111,7 @@ def _built_past(database_url: str, ids: list[str] | None, timeout: float = 600.0
     with psycopg.connect(database_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             try:
-                if conn.execute(query, {"ids": ids}).fetchone()[0]:
+                if conn.execute(query, {"ids": ids, "mrr_history": MRR_HISTORY}).fetchone()[0]:
                     return True
             except psycopg.errors.UndefinedTable:
                 pass  # the builder's first build has not made its state table yet
