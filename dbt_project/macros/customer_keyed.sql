@@ -144,7 +144,8 @@
             {{ return(cached) }}
         {%- endif -%}
         {%- set built = ref('int_build_window') -%}
-        {%- set columns = 'is_full_rebuild, invocation_id, since::text, as_of::text' -%}
+        {%- set columns = 'is_full_rebuild, invocation_id, since::text, as_of::text,'
+            ~ ' is_older_events_stored' -%}
         {%- if execute and not flags.FULL_REFRESH -%}
             {%- set relation = adapter.get_relation(
                 built.database, built.schema, built.identifier
@@ -154,7 +155,9 @@
                 {%- set rows = run_query('select ' ~ columns ~ ' from ' ~ relation).rows -%}
             {%- endif -%}
             {%- if rows | length == 1 and rows[0][1] == invocation_id -%}
-                {%- do window.update({'full': rows[0][0], 'since': rows[0][2]}) -%}
+                {%- do window.update({
+                    'full': rows[0][0], 'since': rows[0][2], 'older_events_stored': rows[0][4]
+                }) -%}
                 {#- Fixed for the rest of the invocation: int_build_window is built once, first. -#}
                 {%- do invocation_cache().update({'customer_window': window}) -%}
             {%- endif -%}

@@ -22,7 +22,8 @@
         {%- endif -%}
         {%- set customers = customer_window() -%}
         {%- if execute and not customers.full -%}
-            {%- set full = mrr_older_events_stored(customers.since) -%}
+            {#- Asked once per build, by int_build_window. -#}
+            {%- set full = customers.older_events_stored -%}
             {#- The model's previous build was on another UTC day (or is not recorded). -#}
             {%- if per_day and not full -%}
                 {%- set full = run_query(
@@ -36,28 +37,6 @@
         {%- endif -%}
         {{ return(window) }}
     {%- endif -%}
-{%- endmacro %}
-
-{#- Whether events of the key's mode stored since the build window's start are older than every
-    event stored before it: asked once per build, so every MRR model of a build gives the same
-    answer even when a backfill of old events commits while the build runs (the next build's
-    window covers those). The raw table (staging's filter), not the staging view: a view with a
-    WITH clause is not flattened, and its min() would read every event where the raw table's
-    index on created gives the first one. -#}
-{% macro mrr_older_events_stored(since) -%}
-    {%- set cached = invocation_cache().get('mrr_older_events_stored') -%}
-    {%- if cached is not none -%}
-        {{ return(cached) }}
-    {%- endif -%}
-    {%- set raw_events = source('stripe_raw', 'events') -%}
-    {%- set stored = raw_events ~ " where " ~ in_key_mode() ~ " and not is_deleted" -%}
-    {%- set older = run_query(
-        "select coalesce((select min(created) from " ~ stored ~ " and synced_at >= '"
-        ~ since ~ "'::timestamptz) < coalesce((select min(created) from "
-        ~ stored ~ " and synced_at < '" ~ since ~ "'::timestamptz), 'infinity'), false)"
-    ).rows[0][0] -%}
-    {%- do invocation_cache().update({'mrr_older_events_stored': older}) -%}
-    {{ return(older) }}
 {%- endmacro %}
 
 {#- A filter keeping the touched customers' rows when the MRR window is not full, every row

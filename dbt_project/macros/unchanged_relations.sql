@@ -15,16 +15,21 @@
     create table if not exists {{ relation_fingerprints_relation() }} (
         relation text primary key,
         fingerprint text not null,
+        relation_oid oid not null,
         built_at timestamptz not null default now()
     );
 {%- endmacro %}
 
-{#- The fingerprints stored before this build, read once per invocation. -#}
+{#- The fingerprints stored before this build, read once per invocation: those of relations
+    still the ones they were recorded for (the same oid). A relation rebuilt behind them (by a
+    version of this project without them, or one whose record did not commit) has a new oid, and
+    its fingerprint no longer counts. -#}
 {% macro stored_fingerprints() -%}
     {%- set cache = invocation_cache() -%}
     {%- if cache.get('relation_fingerprints') is none -%}
         {%- set rows = run_query(
             'select relation, fingerprint from ' ~ relation_fingerprints_relation()
+            ~ ' where relation_oid = to_regclass(relation)::oid'
         ) -%}
         {%- set stored = {} -%}
         {%- for row in rows -%}
@@ -65,10 +70,14 @@
 {#- Records the fingerprint of the relation just built, once its build has committed. -#}
 {% macro record_fingerprint(fingerprint) -%}
     {%- call statement('record_fingerprint') -%}
-        insert into {{ relation_fingerprints_relation() }} (relation, fingerprint)
-        values ('{{ this.include(database=false).render() }}', '{{ fingerprint }}')
+        {%- set relation = this.include(database=false).render() %}
+        insert into {{ relation_fingerprints_relation() }} (relation, fingerprint, relation_oid)
+        values ('{{ relation }}', '{{ fingerprint }}', to_regclass('{{ relation }}')::oid)
         on conflict (relation) do update
-        set fingerprint = excluded.fingerprint, built_at = now()
+        set
+            fingerprint = excluded.fingerprint,
+            relation_oid = excluded.relation_oid,
+            built_at = now()
     {%- endcall -%}
     {{ adapter.commit() }}
 {%- endmacro %}

@@ -81,14 +81,17 @@ def test_unchanged_views_seeds_and_comments_stay_and_changed_ones_are_written(
     assert len(views) >= 10 and len(seed) > 10
     assert sum(1 for row in comments if row[3]) > 500
 
-    # A view whose recorded fingerprint differs (its SQL or docs changed), a view gone, and
-    # comments that differ from the docs (an upgrade's new wording, a hand edit).
+    # A view whose recorded fingerprint differs (its SQL or docs changed), a view gone, one
+    # replaced, and comments that differ from the docs (an upgrade's new wording, a hand edit).
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "update stripe_staging.relation_fingerprints set fingerprint = 'older'"
             ' where relation = \'"stripe_staging"."stg_stripe__prices"\''
         )
         conn.execute("drop view stripe_staging.stg_stripe__products")
+        # Re-created behind its fingerprint (another version's dbt): a new oid, other SQL.
+        conn.execute("drop view stripe_staging.stg_stripe__events")
+        conn.execute("create view stripe_staging.stg_stripe__events as select 1 as older")
         conn.execute("comment on column stripe.customer_fields.customer_email is 'older'")
         conn.execute("comment on table stripe_segments.current_trials is 'older'")
         conn.execute(
@@ -98,12 +101,13 @@ def test_unchanged_views_seeds_and_comments_stay_and_changed_ones_are_written(
     messages = _messages(_build(database_url, tmp_path))
     after = _oids(database_url)
     assert messages[SEED] == "UNCHANGED"
-    unchanged = set(views) - {"stg_stripe__prices", "stg_stripe__products"}
+    rebuilt = {"stg_stripe__prices", "stg_stripe__products", "stg_stripe__events"}
+    unchanged = set(views) - rebuilt
     assert {name: messages[name] for name in unchanged} == dict.fromkeys(unchanged, "UNCHANGED")
     assert {name: after[name] for name in unchanged} == {name: views[name] for name in unchanged}
-    for rebuilt in ("stg_stripe__prices", "stg_stripe__products"):
-        assert messages[rebuilt] == "CREATE VIEW"
-        assert after[rebuilt] != views[rebuilt]
+    for name in rebuilt:
+        assert messages[name] == "CREATE VIEW"
+        assert after[name] != views[name]
     assert _comments(database_url) == comments
 
     # The seed, its fingerprint stale, is reloaded.

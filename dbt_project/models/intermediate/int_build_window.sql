@@ -67,6 +67,36 @@ stamp as (
         ) as stamp
 ),
 
+-- Events of the key's mode stored since the window's start that are older than every event
+-- stored before it (a backfill of events): the MRR history then recomputes every customer
+-- (macros/mrr_window.sql). Asked here, once per build, so every MRR model of a build gets the
+-- same answer even when a backfill commits while it runs (the next build's window covers it).
+-- The raw table (staging's filter), not the staging view, whose min() would read every event.
+older_events as (
+    select
+        coalesce(
+            (
+                select min(events.created) from {{ source('stripe_raw', 'events') }} as events
+                where
+                    {{ in_key_mode('events.livemode') }}
+                    and not events.is_deleted
+                    and events.synced_at >= previous.since
+            ) < coalesce(
+                (
+                    select min(events.created)
+                    from {{ source('stripe_raw', 'events') }} as events
+                    where
+                        {{ in_key_mode('events.livemode') }}
+                        and not events.is_deleted
+                        and events.synced_at < previous.since
+                ),
+                'infinity'
+            ),
+            false
+        ) as is_older_events_stored
+    from previous
+),
+
 -- Everything is recomputed on --full-refresh, on the first build, after a switch of key mode, a
 -- change of any model, an as_of earlier than the last build's, or a table missing.
 final as (
@@ -85,6 +115,7 @@ final as (
             or previous.latest_as_of > {{ as_of() }},
             true
         ) as is_full_rebuild,
+        older_events.is_older_events_stored,
 
         -- timestamps
         {{ as_of() }} as as_of,
@@ -93,6 +124,7 @@ final as (
         stamp.stamp
     from previous
     cross join stamp
+    cross join older_events
 )
 
 select * from final
