@@ -33,61 +33,59 @@ last_day as (
     where {{ in_key_mode() }}
 ),
 
--- The first day the customer had MRR above 0 in any currency: its `new` day.
-first_positive_days as (
-    select
-        stripe_customer_id,
-        min(mrr_date) as mrr_date
-    from daily
-    where customer_mrr > 0
-    group by stripe_customer_id
-),
-
--- Every (customer, currency, day) whose MRR may differ from the day before: a day with a row,
--- and the day after one (its MRR may have fallen to 0 without a row saying so).
-candidate_days as (
+-- Each (customer, currency) day with its neighbours, in one sort: the day before's row (when it is
+-- the calendar day before, else MRR was 0 that day), whether the day after has a row, and the
+-- customer's first day with MRR above 0 in any currency (its `new` day).
+sequenced as (
     select
         stripe_customer_id,
         mrr_currency,
-        mrr_date
+        mrr_date,
+        coalesce(customer_mrr, 0) as customer_mrr,
+        coalesce(is_reconstructed, false) as is_reconstructed,
+        lag(mrr_date) over by_day as previous_date,
+        coalesce(lag(customer_mrr) over by_day, 0) as previous_row_mrr,
+        coalesce(lag(is_reconstructed) over by_day, false) as is_previous_row_reconstructed,
+        lead(mrr_date) over by_day as next_date,
+        min(mrr_date) filter (where customer_mrr > 0) over (
+            partition by stripe_customer_id
+        ) as first_positive_date
     from daily
-
-    union
-
-    select
-        daily.stripe_customer_id,
-        daily.mrr_currency,
-        daily.mrr_date + 1 as mrr_date
-    from daily
-    cross join last_day
-    where daily.mrr_date < last_day.mrr_date
+    window by_day as (partition by stripe_customer_id, mrr_currency order by mrr_date)
 ),
 
--- Per currency: a customer whose MRR changes currency leaves one (churn) and re-enters the other
+-- Every (customer, currency, day) whose MRR may differ from the day before: a day with a row,
+-- and the day after one with none (its MRR fell to 0 without a row saying so). Per currency: a
+-- customer whose MRR changes currency leaves one (churn) and re-enters the other
 -- (reactivation), with no exchange rate involved.
 compared as (
     select
-        candidate_days.stripe_customer_id,
-        candidate_days.mrr_date,
-        candidate_days.mrr_currency,
-        coalesce(yesterday.customer_mrr, 0) as previous_mrr,
-        coalesce(today.customer_mrr, 0) as customer_mrr,
-        coalesce(today.is_reconstructed, false)
-        or coalesce(yesterday.is_reconstructed, false) as is_reconstructed,
-        candidate_days.mrr_date = first_positive_days.mrr_date as is_first_positive_day
-    from candidate_days
-    left join daily as today
-        on
-            candidate_days.stripe_customer_id = today.stripe_customer_id
-            and candidate_days.mrr_currency = today.mrr_currency
-            and candidate_days.mrr_date = today.mrr_date
-    left join daily as yesterday
-        on
-            candidate_days.stripe_customer_id = yesterday.stripe_customer_id
-            and candidate_days.mrr_currency = yesterday.mrr_currency
-            and candidate_days.mrr_date - 1 = yesterday.mrr_date
-    left join first_positive_days
-        on candidate_days.stripe_customer_id = first_positive_days.stripe_customer_id
+        stripe_customer_id,
+        mrr_date,
+        mrr_currency,
+        case when previous_date = mrr_date - 1 then previous_row_mrr else 0 end as previous_mrr,
+        customer_mrr,
+        is_reconstructed
+        or (coalesce(previous_date = mrr_date - 1, false) and is_previous_row_reconstructed)
+            as is_reconstructed,
+        mrr_date = first_positive_date as is_first_positive_day
+    from sequenced
+
+    union all
+
+    select
+        sequenced.stripe_customer_id,
+        sequenced.mrr_date + 1 as mrr_date,
+        sequenced.mrr_currency,
+        sequenced.customer_mrr as previous_mrr,
+        0 as customer_mrr,
+        sequenced.is_reconstructed,
+        false as is_first_positive_day
+    from sequenced
+    cross join last_day
+    where
+        sequenced.mrr_date < last_day.mrr_date
+        and (sequenced.next_date is null or sequenced.next_date > sequenced.mrr_date + 1)
 ),
 
 -- Exactly one movement is non-zero, and it is the change: the five sum to MRR's change.
