@@ -224,7 +224,13 @@ all_states as (
         coalesce(state_amounts.gross_monthly_amount_in_cents, 0) as gross_monthly_amount_in_cents,
         states.state_started_at,
         states.state_ended_at,
-        states.event_object as state_object
+        -- Only what int_mrr_subscription_state_discounts reads of the snapshot: kept whole, the
+        -- subscription (~1 kB, compressed out of line) cost that model more to read back than
+        -- every other step of it (1.4 of 2.2 s at 100k customers).
+        jsonb_build_object(
+            'discount', states.event_object -> 'discount',
+            'discounts', states.event_object -> 'discounts'
+        ) as state_object
     from states
     left join state_amounts
         on states.stripe_event_id = state_amounts.stripe_event_id
@@ -258,7 +264,7 @@ final as (
         subscription_currency,
         months_numerator,
         months_denominator,
-        -- The snapshot (null for a current state), for its discounts.
+        -- The snapshot's discounts (null for a current state).
         state_object,
 
         -- amounts (minor units, before discounts, not rounded)
