@@ -145,7 +145,7 @@
         {%- endif -%}
         {%- set built = ref('int_build_window') -%}
         {%- set columns = 'is_full_rebuild, invocation_id, since::text, as_of::text,'
-            ~ ' is_older_events_stored' -%}
+            ~ ' is_older_events_stored, customers_estimate' -%}
         {%- if execute and not flags.FULL_REFRESH -%}
             {%- set relation = adapter.get_relation(
                 built.database, built.schema, built.identifier
@@ -156,7 +156,8 @@
             {%- endif -%}
             {%- if rows | length == 1 and rows[0][1] == invocation_id -%}
                 {%- do window.update({
-                    'full': rows[0][0], 'since': rows[0][2], 'older_events_stored': rows[0][4]
+                    'full': rows[0][0], 'since': rows[0][2], 'older_events_stored': rows[0][4],
+                    'customers_estimate': rows[0][5]
                 }) -%}
                 {#- Fixed for the rest of the invocation: int_build_window is built once, first. -#}
                 {%- do invocation_cache().update({'customer_window': window}) -%}
@@ -164,6 +165,45 @@
         {%- endif -%}
         {{ return(window) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- Whether this node recomputes every customer: the window is full, or so many customers were
+    touched that looking each up costs more than recomputing them all (many_touched). -#}
+{% macro recomputes_everyone() -%}
+    {{ return(customer_window().full or many_touched()) }}
+{%- endmacro %}
+
+{#- Too many touched customers for index lookups. The planner guesses ~10 rows for every
+    `= any(array(select ...))` filter, so it joins two such lookups by a nested loop that compares
+    every row of one side with every row of the other: the cost grows with the square of the
+    touched customers, where a full recompute grows with the account. A product renamed touches
+    all its subscribers: 26,060 of 100,000 customers in the incremental bench, and customer_fields
+    alone took 233 s, where a whole full rebuild takes ~17 s. Hence every customer once touched² >
+    150 × customers (past ~1,200 touched at 10k customers, ~3,900 at 100k, ~12,000 at 1M; the
+    count of customers is customer_fields' row estimate, read by int_build_window). Asked only
+    by nodes built after int_customers_touched (they ref it), so its count is this build's. -#}
+{% macro many_touched() -%}
+    {%- if execute is not defined or model.resource_type == 'unit_test' -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- if 'model.' ~ project_name ~ '.int_customers_touched' not in model.depends_on.nodes -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set cached = invocation_cache().get('many_touched') -%}
+    {%- if cached is not none -%}
+        {{ return(cached) }}
+    {%- endif -%}
+    {%- set touched = customer_keyed_relation('int_customers_touched') -%}
+    {#- The environment's factor is for tests (0: any touched customer recomputes everyone). -#}
+    {%- set factor = env_var('STRIPE_SYNC_MANY_TOUCHED_FACTOR', '150') | float -%}
+    {#- Both numbers are fixed for the build once int_customers_touched is built, so threads
+        that ask at once get the same answer. -#}
+    {%- set many = run_query(
+        "select (select count(*) from " ~ touched ~ ")::float8 ^ 2 > "
+        ~ factor * customer_window().customers_estimate
+    ).rows[0][0] -%}
+    {%- do invocation_cache().update({'many_touched': many}) -%}
+    {{ return(many) }}
 {%- endmacro %}
 
 {#- A dict of what this dbt invocation read from the database once and every node reuses
@@ -186,7 +226,7 @@
     {%- elif model.resource_type == 'unit_test' -%}
         {{ return(false) }}
     {%- else -%}
-        {{ return(is_incremental() and not customer_window().full) }}
+        {{ return(is_incremental() and not recomputes_everyone()) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -215,7 +255,7 @@
     {%- set temp_relation = arg_dict['temp_relation'] -%}
     {%- set key = config.get('customer_key', 'stripe_customer_id') -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
-    {%- if customer_window().full -%}
+    {%- if recomputes_everyone() -%}
         delete from {{ target_relation }};
     {%- else -%}
         delete from {{ target_relation }} as target
@@ -247,9 +287,9 @@
         built_at = excluded.built_at
 {%- endmacro %}
 
-{#- Pre-hook of every customer-keyed model: on an incremental build the touched customers are few,
-    and index lookups into the big tables (nested loops) are what makes the cost follow them; full
-    builds keep set_planner_for_json_views' hash joins. -#}
+{#- Pre-hook of every customer-keyed model: on an incremental build the touched customers are
+    few (many_touched), and index lookups into the big tables (nested loops) are what makes the
+    cost follow them; full builds keep set_planner_for_json_views' hash joins. -#}
 {% macro plan_for_touched_customers() -%}
     {%- if is_customer_incremental() -%}
         set local enable_nestloop = on
@@ -287,7 +327,7 @@
     customer otherwise (unchanged rows were checked by the build that wrote them). -#}
 {% macro touched_customers_to_check(column) -%}
     {%- set touched = ref('int_customers_touched') -%}
-    {%- if not customer_window().full -%}
+    {%- if not recomputes_everyone() -%}
         {{ column }} = any(array(select touched.stripe_customer_id from {{ touched }} as touched))
     {%- else -%}
         true

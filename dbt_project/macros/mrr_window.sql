@@ -20,10 +20,9 @@
         {%- if cached is not none -%}
             {{ return(cached) }}
         {%- endif -%}
-        {%- set customers = customer_window() -%}
-        {%- if execute and not customers.full -%}
+        {%- if execute and not recomputes_everyone() -%}
             {#- Asked once per build, by int_build_window. -#}
-            {%- set full = customers.older_events_stored -%}
+            {%- set full = customer_window().older_events_stored -%}
             {#- The model's previous build was on another UTC day (or is not recorded). -#}
             {%- if per_day and not full -%}
                 {%- set full = run_query(

@@ -116,6 +116,13 @@ final as (
             true
         ) as is_full_rebuild,
         older_events.is_older_events_stored,
+        -- For many_touched (macros/customer_keyed.sql): read once, here, so that every node of
+        -- the build compares its touched customers with the same number.
+        {%- set customer_fields = customer_keyed_relation('customer_fields') %}
+        greatest(coalesce((
+            select fields_class.reltuples from pg_class as fields_class
+            where fields_class.oid = to_regclass('{{ customer_fields }}')
+        ), 0), 0)::bigint as customers_estimate,
 
         -- timestamps
         {{ as_of() }} as as_of,

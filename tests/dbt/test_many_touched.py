@@ -1,0 +1,104 @@
+"""Too many touched customers for index lookups (macros/customer_keyed.sql, many_touched): the
+build recomputes every customer instead, as a full window does, and its tables equal a full
+refresh. The threshold (touched² > 150 × customers) is lowered to 0 through the environment, so
+the small dataset's one touched customer is "many"."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import create_raw_tables
+from dbt_raw_dataset import AS_OF, SUB_A1, event, insert_raw_dataset
+
+from orchestration.transform.runner import build
+
+# Customer-keyed tables of every kind: an intermediate, a mart, a segment, the MRR history.
+TABLES = [
+    "stripe_staging.int_subscriptions_ranked_per_customer",
+    "stripe.customer_fields",
+    "stripe_segments.syncing_with_stripe",
+    "stripe.mrr_daily",
+]
+
+
+def _versions(database_url: str) -> dict[str, dict[str, set[str]]]:
+    """Per table, each customer's row versions (xmin: the transaction that wrote the row)."""
+    found: dict[str, dict[str, set[str]]] = {}
+    with psycopg.connect(database_url) as conn:
+        for table in TABLES:
+            rows = conn.execute(f"select stripe_customer_id, xmin::text from {table}").fetchall()
+            for customer, version in rows:
+                found.setdefault(table, {}).setdefault(str(customer), set()).add(str(version))
+    return found
+
+
+def _contents(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    with psycopg.connect(database_url) as conn:
+        return {
+            table: sorted(
+                conn.execute(f"select * from {table}").fetchall(), key=lambda row: repr(row)
+            )
+            for table in TABLES
+        }
+
+
+def _touch_one_customer(database_url: str) -> None:
+    """A new subscription event of SUB_A1's customer, as a sync stores it."""
+    evt = event("evt_many_touched", "customer.subscription.updated", SUB_A1, created=AS_OF)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "insert into stripe_raw.events (id, livemode, created, data, is_deleted,"
+            " snapshot_at, type, object_id, api_version)"
+            " values (%s, false, %s, %s::jsonb, false, %s, %s, %s, %s)",
+            (
+                evt["id"],
+                AS_OF - timedelta(hours=1),
+                json.dumps(evt),
+                AS_OF,
+                evt["type"],
+                SUB_A1["id"],
+                evt["api_version"],
+            ),
+        )
+
+
+def test_many_touched_customers_recompute_everyone(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_raw_tables(database_url)
+    insert_raw_dataset(database_url)
+
+    def incremental_build() -> None:
+        build(
+            database_url, as_of=AS_OF, livemode=False, target_path=tmp_path, selector="incremental"
+        )
+
+    incremental_build()
+    incremental_build()
+    before = _versions(database_url)
+    assert all(len(before[table]) > 3 for table in TABLES), before
+
+    _touch_one_customer(database_url)
+    monkeypatch.setenv("STRIPE_SYNC_MANY_TOUCHED_FACTOR", "0")
+    incremental_build()
+    after = _versions(database_url)
+    # Every customer's rows were written again (mrr_daily: its recomputed days, not its history).
+    for table in TABLES:
+        kept = {c for c in after[table] if after[table][c] <= before[table].get(c, set())}
+        assert not kept, (table, sorted(kept))
+
+    recomputed = _contents(database_url)
+    monkeypatch.delenv("STRIPE_SYNC_MANY_TOUCHED_FACTOR")
+    build(
+        database_url,
+        as_of=AS_OF,
+        livemode=False,
+        target_path=tmp_path,
+        selector="incremental",
+        full_refresh=True,
+    )
+    assert _contents(database_url) == recomputed
