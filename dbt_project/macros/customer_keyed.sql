@@ -177,14 +177,19 @@
     `= any(array(select ...))` filter, so it joins two such lookups by a nested loop that compares
     every row of one side with every row of the other: the cost grows with the square of the
     touched customers, where a full recompute grows with the account. A product renamed touches
-    all its subscribers: 26,060 of 100,000 customers in the incremental bench, and customer_fields
-    alone took 233 s, where a whole full rebuild takes ~17 s. Hence every customer once touched² >
-    150 × customers (past ~1,200 touched at 10k customers, ~3,900 at 100k, ~12,000 at 1M; the
-    count of customers is customer_fields' row estimate, read by int_build_window). Asked only
-    by nodes built after int_customers_touched (they ref it), so its count is this build's. -#}
+    all its subscribers. Measured at 100k customers (the incremental bench's emulator account):
+    5,380 and 6,341 touched took 16-22 s by lookups, 24-36 s recomputing everyone; 25,978 touched
+    took 388 s by lookups (customer_fields 223 s), 37 s recomputing everyone. Hence every customer
+    once touched² > 500 × customers (past ~2,200 touched at 10k customers, ~7,100 at 100k,
+    ~22,000 at 1M; the count of customers is customer_fields' row estimate, read by
+    int_build_window). Asked only by nodes built after int_customers_touched (they ref it), so
+    its count is this build's. -#}
 {% macro many_touched() -%}
     {%- if execute is not defined or model.resource_type == 'unit_test' -%}
         {{ return(false) }}
+    {%- endif -%}
+    {%- if customer_window().full -%}
+        {{ return(true) }}
     {%- endif -%}
     {%- if 'model.' ~ project_name ~ '.int_customers_touched' not in model.depends_on.nodes -%}
         {{ return(false) }}
@@ -195,7 +200,7 @@
     {%- endif -%}
     {%- set touched = customer_keyed_relation('int_customers_touched') -%}
     {#- The environment's factor is for tests (0: any touched customer recomputes everyone). -#}
-    {%- set factor = env_var('STRIPE_SYNC_MANY_TOUCHED_FACTOR', '150') | float -%}
+    {%- set factor = env_var('STRIPE_SYNC_MANY_TOUCHED_FACTOR', '500') | float(500) -%}
     {#- Both numbers are fixed for the build once int_customers_touched is built, so threads
         that ask at once get the same answer. -#}
     {%- set many = run_query(

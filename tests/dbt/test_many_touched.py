@@ -16,12 +16,15 @@ from dbt_raw_dataset import AS_OF, SUB_A1, event, insert_raw_dataset
 
 from orchestration.transform.runner import build
 
-# Customer-keyed tables of every kind: an intermediate, a mart, a segment, the MRR history.
+# Customer-keyed tables of every kind: an intermediate, a mart, a segment, the MRR history (its
+# customer-keyed merge and its per-day one).
 TABLES = [
     "stripe_staging.int_subscriptions_ranked_per_customer",
     "stripe.customer_fields",
     "stripe_segments.syncing_with_stripe",
+    "stripe_staging.int_mrr_subscription_states",
     "stripe.mrr_daily",
+    "stripe.mrr_movements",
 ]
 
 
