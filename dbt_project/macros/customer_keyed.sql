@@ -170,7 +170,11 @@
 {#- Whether this node recomputes every customer: the window is full, or so many customers were
     touched that looking each up costs more than recomputing them all (many_touched). -#}
 {% macro recomputes_everyone() -%}
-    {{ return(customer_window().full or many_touched()) }}
+    {%- if execute is not defined -%}
+        {#- sqlfluff: an empty string, false (the incremental shape). -#}
+    {%- else -%}
+        {{ return(customer_window().full or many_touched()) }}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Too many touched customers for index lookups. The planner guesses ~10 rows for every
