@@ -212,9 +212,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _SYNC_DONE = re.compile(
     r"(\w+) sync \((?:test|live) mode\): (\d+) objects, (\d+) requests in ([\d.]+)s"
 )
-_DBT_NODE = re.compile(r"^(\d+) of (\d+) (OK|PASS|FAIL|ERROR|WARN|SKIP|NO-OP)\b")
+# dbt prints its lines with the time first ("21:36:59  3 of 47 OK ...").
+_DBT_TIME = r"^(?:\d\d:\d\d:\d\d\s+)?"
+_DBT_NODE = re.compile(_DBT_TIME + r"(\d+) of (\d+) (OK|PASS|FAIL|ERROR|WARN|SKIP|NO-OP)\b")
 _DBT_START = re.compile(r"dbt build in (?:test|live) mode")
-_DBT_DONE = re.compile(r"^Done\. PASS=(\d+) WARN=(\d+) ERROR=(\d+) SKIP=(\d+)")
+_DBT_DONE = re.compile(_DBT_TIME + r"Done\. PASS=(\d+) WARN=(\d+) ERROR=(\d+) SKIP=(\d+)")
 BAR_WIDTH = 24
 
 

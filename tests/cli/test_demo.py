@@ -6,6 +6,7 @@ One demo runs on a fresh state dir (its own embedded Postgres), a second one (in
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
@@ -18,11 +19,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from orchestration.cli.demo import Progress
 from orchestration.core.settings import PROJECT_ROOT
 from tests.cli.helpers import Completed, run_cli
 
 DEMO_CUSTOMERS = "300"
 MAX_LINES = 60
+# A test that passed, as dbt prints it in the run's process (the time first).
+DBT_PASS_LINE = r"^(\d\d:\d\d:\d\d +)?\d+ of \d+ PASS "
 
 
 @dataclass
@@ -82,7 +86,7 @@ def test_demo_output_is_short_and_names_its_full_log(demo: Demo) -> None:
     # The build is incremental (2 of its checks run, the rest wait for the daily full build), so
     # the log is shorter than it was, still well beyond the console's lines.
     assert len(full.splitlines()) > 2 * len(lines), "the log holds the whole output"
-    assert re.search(r"^\d+ of \d+ PASS ", full, re.MULTILINE), "dbt's node lines are in the log"
+    assert re.search(DBT_PASS_LINE, full, re.MULTILINE), "dbt's node lines are in the log"
     assert "Finished dbt command" in full
     assert "\x1b[" not in full, "no ANSI colour codes in the log"
 
@@ -105,7 +109,7 @@ def test_demo_output_has_no_warning_from_our_configuration(demo: Demo) -> None:
 
 def test_verbose_demo_prints_the_full_output(demo: Demo) -> None:
     assert len(demo.verbose.stdout.splitlines()) > MAX_LINES
-    assert re.search(r"^\d+ of \d+ PASS ", demo.verbose.stdout, re.MULTILINE)
+    assert re.search(DBT_PASS_LINE, demo.verbose.stdout, re.MULTILINE)
     assert "✓ incremental sync:" not in demo.verbose.stdout, "no progress lines in verbose mode"
 
 
@@ -172,3 +176,13 @@ def test_make_stop_stops_the_embedded_postgres(demo: Demo) -> None:
     assert "embedded Postgres stopped" in stopped.stdout
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(conninfo, connect_timeout=5)
+
+
+def test_progress_reads_dbt_lines_with_and_without_their_time() -> None:
+    console = io.StringIO()
+    progress = Progress(console)
+    progress.line("incremental dbt build in test mode, as of 2026-12-06T21:00:00+00:00")
+    progress.line("21:36:59  1 of 2 OK created sql view model stripe_staging.stg_a [OK in 0.1s]")
+    progress.line("2 of 2 PASS unique_customer_fields_stripe_customer_id ... [PASS in 0.1s]")
+    progress.line("21:37:01  Done. PASS=2 WARN=0 ERROR=0 SKIP=0 NO-OP=0 TOTAL=2")
+    assert console.getvalue() == "✓ dbt build: 1 models and seeds built, 1 tests passed\n"

@@ -429,6 +429,32 @@ def event(
     }
 
 
+def store_event(
+    conn: psycopg.Connection,
+    evt: dict[str, Any],
+    *,
+    snapshot_at: datetime,
+    synced_at: datetime | None = None,
+) -> None:
+    """Inserts one event into stripe_raw.events as a sync stores it (synced_at: now if None)."""
+    conn.execute(
+        "insert into stripe_raw.events (id, livemode, created, data, is_deleted, snapshot_at,"
+        " synced_at, type, object_id, api_version)"
+        " values (%s, %s, %s, %s::jsonb, false, %s, coalesce(%s::timestamptz, now()), %s, %s, %s)",
+        (
+            evt["id"],
+            evt["livemode"],
+            datetime.fromtimestamp(evt["created"], UTC),
+            json.dumps(evt),
+            snapshot_at,
+            synced_at,
+            evt["type"],
+            evt["data"]["object"]["id"],
+            evt["api_version"],
+        ),
+    )
+
+
 # ---------------------------------------------------------------------------- the dataset
 
 # A: new API shape; a clover-shaped forever 20 % discount and a bare discount id.
@@ -884,23 +910,7 @@ def insert_raw_dataset(database_url: str) -> None:
         # A canceled subscription flagged deleted (customer.subscription.deleted) stays primary.
         conn.execute("update stripe_raw.subscriptions set is_deleted = true where id = 'sub_G2'")
         for evt in EVENTS:
-            obj = evt["data"]["object"]
-            conn.execute(
-                "insert into stripe_raw.events (id, livemode, created, data, is_deleted,"
-                " snapshot_at, synced_at, type, object_id, api_version)"
-                " values (%s, %s, %s, %s::jsonb, false, %s, %s, %s, %s, %s)",
-                (
-                    evt["id"],
-                    evt["livemode"],
-                    datetime.fromtimestamp(evt["created"], UTC),
-                    json.dumps(evt),
-                    SYNCED_AT,
-                    SYNCED_AT,
-                    evt["type"],
-                    obj["id"],
-                    evt["api_version"],
-                ),
-            )
+            store_event(conn, evt, snapshot_at=SYNCED_AT, synced_at=SYNCED_AT)
         for customer_id, email, occurred_at in ACTIVITY_EVENTS:
             conn.execute(
                 "insert into stripe_raw.activity_events values (%s, %s, %s)",

@@ -37,6 +37,7 @@ from dbt_raw_dataset import (
     event,
     item,
     product,
+    store_event,
     subscription,
 )
 from psycopg import sql
@@ -133,21 +134,7 @@ class Account:
             livemode=bool(obj.get("livemode", False)),
         )
         with psycopg.connect(self.url) as conn:
-            conn.execute(
-                "insert into stripe_raw.events (id, livemode, created, data, is_deleted,"
-                " snapshot_at, type, object_id, api_version)"
-                " values (%s, %s, %s, %s::jsonb, false, %s, %s, %s, %s)",
-                (
-                    evt["id"],
-                    evt["livemode"],
-                    datetime.fromtimestamp(evt["created"], UTC),
-                    json.dumps(evt),
-                    self.now,
-                    event_type,
-                    obj["id"],
-                    evt["api_version"],
-                ),
-            )
+            store_event(conn, evt, snapshot_at=self.now)
 
     def activity(self, customer_id: str, *, by_email: bool) -> None:
         cust = self.customers[customer_id]

@@ -5,14 +5,13 @@ the small dataset's one touched customer is "many"."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import create_raw_tables
-from dbt_raw_dataset import AS_OF, SUB_A1, event, insert_raw_dataset
+from dbt_raw_dataset import AS_OF, SUB_A1, event, insert_raw_dataset, store_event
 
 from orchestration.transform.runner import build
 
@@ -51,22 +50,10 @@ def _contents(database_url: str) -> dict[str, list[tuple[object, ...]]]:
 
 def _touch_one_customer(database_url: str) -> None:
     """A new subscription event of SUB_A1's customer, as a sync stores it."""
-    evt = event("evt_many_touched", "customer.subscription.updated", SUB_A1, created=AS_OF)
+    created = AS_OF - timedelta(hours=1)
+    evt = event("evt_many_touched", "customer.subscription.updated", SUB_A1, created=created)
     with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "insert into stripe_raw.events (id, livemode, created, data, is_deleted,"
-            " snapshot_at, type, object_id, api_version)"
-            " values (%s, false, %s, %s::jsonb, false, %s, %s, %s, %s)",
-            (
-                evt["id"],
-                AS_OF - timedelta(hours=1),
-                json.dumps(evt),
-                AS_OF,
-                evt["type"],
-                SUB_A1["id"],
-                evt["api_version"],
-            ),
-        )
+        store_event(conn, evt, snapshot_at=AS_OF)
 
 
 def test_many_touched_customers_recompute_everyone(

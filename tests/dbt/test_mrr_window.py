@@ -4,13 +4,12 @@ every stored one arrive (a backfill of events moves the start of every reconstru
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 from conftest import create_raw_tables
-from dbt_raw_dataset import AS_OF, SUB_A1, event, insert_raw_dataset
+from dbt_raw_dataset import AS_OF, SUB_A1, event, insert_raw_dataset, store_event
 
 from orchestration.transform.runner import build
 
@@ -47,20 +46,7 @@ def _rewritten_customers(before: RowVersions, after: RowVersions) -> dict[str, s
 def _store_subscription_event(database_url: str, event_id: str, created: datetime) -> None:
     evt = event(event_id, "customer.subscription.updated", SUB_A1, created=created)
     with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "insert into stripe_raw.events (id, livemode, created, data, is_deleted,"
-            " snapshot_at, type, object_id, api_version)"
-            " values (%s, false, %s, %s::jsonb, false, %s, %s, %s, %s)",
-            (
-                event_id,
-                created,
-                json.dumps(evt),
-                AS_OF,
-                evt["type"],
-                SUB_A1["id"],
-                evt["api_version"],
-            ),
-        )
+        store_event(conn, evt, snapshot_at=AS_OF)
 
 
 def _oldest_event(database_url: str) -> datetime:

@@ -29,7 +29,16 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import create_raw_tables, fetch_dicts
-from dbt_raw_dataset import NEW_API, PRICE_PRO, PRODUCTS, customer, epoch, event, item, subscription
+from dbt_raw_dataset import (
+    PRICE_PRO,
+    PRODUCTS,
+    customer,
+    epoch,
+    event,
+    item,
+    store_event,
+    subscription,
+)
 
 from orchestration.core.settings import PROJECT_ROOT
 from orchestration.core.warehouse import with_database
@@ -107,12 +116,7 @@ def _event(
     previous_attributes: dict[str, Any] | None = None,
 ) -> None:
     evt = event(event_id, event_type, obj, created=created, previous_attributes=previous_attributes)
-    conn.execute(
-        "insert into stripe_raw.events (id, livemode, created, data, is_deleted, snapshot_at,"
-        " synced_at, type, object_id, api_version)"
-        " values (%s, false, %s, %s::jsonb, false, %s, now(), %s, %s, %s)",
-        (event_id, created, json.dumps(evt), created, event_type, obj["id"], NEW_API),
-    )
+    store_event(conn, evt, snapshot_at=created)
 
 
 def _activity(conn: psycopg.Connection, customer_id: str, occurred_at: datetime) -> None:

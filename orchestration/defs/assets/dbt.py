@@ -23,8 +23,10 @@ from orchestration.core.modes import parse_as_of
 from orchestration.core.rows import one_row
 from orchestration.core.settings import load_settings
 from orchestration.defs.resources import WarehouseResource, ensure_manifest
+from orchestration.transform.in_process import stream_dbt_in_process
 from orchestration.transform.reports import bridge_markdown, read_mrr_bridge
 from orchestration.transform.runner import (
+    PROFILES_DIR,
     as_of_env,
     build_livemode,
     build_lock,
@@ -294,12 +296,13 @@ def with_facts(
 
 
 MANIFEST = manifest_with_checked_models(dbt_project.manifest_path)
+TRANSLATOR = StripeDbtTranslator()
 
 
 @dbt_assets(
     manifest=MANIFEST,
     project=dbt_project,
-    dagster_dbt_translator=StripeDbtTranslator(),
+    dagster_dbt_translator=TRANSLATOR,
     name="stripe_dbt_models",
     pool="stripe_warehouse",
 )
@@ -326,13 +329,22 @@ def stripe_dbt_models(
             args.append("--full-refresh")
         else:
             args += ["--exclude", " ".join(incremental_excludes(MANIFEST))]
-        # The warehouse's own target folder, as `stripe-sync build`'s: partial parsing stays warm.
-        invocation = dbt.cli(args, context=context, target_path=target_path_for(url))
+        # In the run's process (it imported dbt already), into the warehouse's own target folder
+        # as `stripe-sync build`'s, so partial parsing stays warm.
+        invocation = stream_dbt_in_process(
+            context,
+            args,
+            manifest=MANIFEST,
+            translator=TRANSLATOR,
+            project_dir=Path(dbt.project_dir),
+            profiles_dir=Path(dbt.profiles_dir or PROFILES_DIR),
+            target_path=target_path_for(url),
+        )
         # Segment pages count the changes this build detected, and mrr_movements' page shows the
         # bridge view built after it: their events wait for the end of the build. Nothing
         # outside them depends on them, so the run's events stay in dependency order.
         held = []
-        for event in invocation.stream():
+        for event in invocation:
             if _shown_after_the_build(event, context):
                 held.append(event)
             else:
