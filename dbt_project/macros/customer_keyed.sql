@@ -195,7 +195,7 @@
     {%- if customer_window().full -%}
         {{ return(true) }}
     {%- endif -%}
-    {%- if 'model.' ~ project_name ~ '.int_customers_touched' not in model.depends_on.nodes -%}
+    {%- if own_model_id('int_customers_touched') not in model.depends_on.nodes -%}
         {{ return(false) }}
     {%- endif -%}
     {%- set cached = invocation_cache().get('many_touched') -%}
@@ -317,6 +317,13 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The unique id of one of this project's models. Its package is this project's name
+    (dbt_project.yml), not `project_name`: that is the root project's when this one is installed
+    as a package. -#}
+{% macro own_model_id(name) -%}
+    {{ return('model.stripe_sync.' ~ name) }}
+{%- endmacro %}
+
 {#- The relation a customer-keyed model builds, for the models that read its previous state
     without a ref (a ref would be a cycle: its next build depends on them). -#}
 {% macro customer_keyed_relation(name) -%}
@@ -325,7 +332,7 @@
     {%- elif not execute -%}
         {{ return(api.Relation.create(identifier=name)) }}
     {%- else -%}
-        {%- set node = graph.nodes['model.' ~ project_name ~ '.' ~ name] -%}
+        {%- set node = graph.nodes[own_model_id(name)] -%}
         {{ return(api.Relation.create(
             database=node.database, schema=node.schema, identifier=node.alias
         )) }}
