@@ -141,3 +141,23 @@ def test_sync_health_reports_each_object_of_the_current_mode(built_warehouse: Wa
     assert actual == EXPECTED_SYNC_HEALTH
     assert {row["customers_in_sync"] for row in rows} == {len(EXPECTED_CUSTOMER_FIELDS)}
     assert all(row["cursor_at"] == row["last_success_at"] for row in rows)
+
+
+def test_mrr_states_keep_each_snapshots_discount_keys(built_warehouse: Warehouse) -> None:
+    """state_object keeps the subscription's `discount` (the legacy single object) and `discounts`
+    as each event's snapshot had them: int_mrr_subscription_state_discounts reads both."""
+    url, _ = built_warehouse
+    rows = fetch_dicts(
+        url,
+        "select states.stripe_event_id, states.state_object,"
+        " events.data -> 'data' -> 'object' as snapshot"
+        " from stripe_staging.int_mrr_subscription_states as states"
+        " join stripe_raw.events as events on events.id = states.stripe_event_id",
+    )
+    assert rows
+    for row in rows:
+        snapshot = row["snapshot"]
+        expected = {"discount": snapshot.get("discount"), "discounts": snapshot.get("discounts")}
+        assert row["state_object"] == expected, row["stripe_event_id"]
+    legacy = {row["stripe_event_id"] for row in rows if row["state_object"]["discount"]}
+    assert "evt_B_legacy_expanded" in legacy, "sub_B1's legacy discount object is kept"
