@@ -20,6 +20,7 @@ from orchestration.embedded.environment import (
 )
 from orchestration.transform.runner import (
     DEFAULT_TARGET_PATH,
+    INCREMENTAL_SELECTOR,
     build,
     build_livemode,
     generate_docs,
@@ -106,7 +107,7 @@ def run_build(settings: Settings, *, as_of: datetime | None, full_refresh: bool 
         livemode=build_livemode(settings.key_mode, url),
         stale_after_hours=settings.stripe_sync_stale_after_hours,
         full_refresh=full_refresh,
-        selector=None if full_refresh else "incremental",
+        selector=None if full_refresh else INCREMENTAL_SELECTOR,
     )
     typer.echo(result.summary())
 

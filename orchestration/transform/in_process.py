@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def stream_dbt_in_process(
     # The assets' dbt project, or for a large subset dagster-dbt's copy with a generated selector.
     if params.dbt_project is not None:
         project_dir = Path(params.dbt_project.project_dir)
-    argv = [*cleaned, *params.selection_args]
+    argv = [*cleaned, *_selection(context, cleaned, params.selection_args)]
     if params.indirect_selection:
         argv += ["--indirect-selection", params.indirect_selection]
     argv += [
@@ -99,6 +99,21 @@ def stream_dbt_in_process(
         worker.join()
     context.log.info(f"Finished dbt command: `{command}`.")
     _raise_on_failure(command, finished, errors)
+
+
+def _selection(
+    context: dg.AssetExecutionContext, args: list[str], dagster_selection: Sequence[str]
+) -> Sequence[str]:
+    """dagster-dbt's selection arguments, unless the caller names a YAML selector for the whole
+    project: beside --selector dbt ignores --select, so dagster-dbt's would only mislead."""
+    if "--selector" not in args:
+        return dagster_selection
+    if context.is_subset:
+        raise DagsterDbtCliRuntimeError(
+            description="a --selector builds the whole project; a subset needs dagster-dbt's"
+            " selection (pass --exclude instead)"
+        )
+    return []
 
 
 def _invoke(argv: list[str], events: queue.Queue[Any], errors: list[str]) -> None:

@@ -45,6 +45,7 @@ from dbt.cli.main import dbtRunner
 
 from orchestration.core.warehouse import RAW_CHANGED_CHANNEL
 from orchestration.transform.runner import (
+    INCREMENTAL_SELECTOR,
     PROFILES_DIR,
     PROJECT_DIR,
     BuildResult,
@@ -84,7 +85,7 @@ QUIET_FLAGS = ["--quiet", "--log-level-file", "warn"]
 # The selectors of a build: `incremental` after a parse, a failure or a build in another mode or
 # with other project files (views, seeds and every model), `incremental_warm` otherwise (no
 # views, seeds or MRR history: see selectors.yml).
-FIRST_SELECTOR = "incremental"
+FIRST_SELECTOR = INCREMENTAL_SELECTOR
 WARM_SELECTOR = "incremental_warm"
 
 # What the resident dbt parses: every file whose change changes the manifest.

@@ -33,6 +33,8 @@ DEFAULT_TARGET_PATH = PROJECT_DIR / "target"
 DOCS_PORT = 8080
 # dbt_project.yml's default of var stale_after_hours, which Settings overrides on every build.
 STALE_AFTER_HOURS = 24
+# selectors.yml's production build: seeds, models and the reader_guard checks.
+INCREMENTAL_SELECTOR = "incremental"
 
 # The dbt project sits at the repo root (dbt_project.yml), its models in dbt_project/.
 dbt_project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROFILES_DIR)

@@ -13,7 +13,7 @@ from conftest import create_raw_tables
 from dbt_raw_dataset import AS_OF, insert_raw_dataset
 
 from orchestration.cli.runs import _one_line
-from orchestration.defs.assets.dbt import stripe_dbt_models
+from orchestration.defs.assets.dbt import MANIFEST, READER_GUARD, stripe_dbt_models
 from orchestration.defs.definitions import defs
 from orchestration.defs.resources import build_resources
 from orchestration.transform.runner import target_path_for
@@ -67,6 +67,12 @@ def test_a_dagster_build_records_what_dbt_built_and_tested(dataset_url: str) -> 
     assert len(evaluations) == len(tests) > 0, "one check result per test dbt ran"
     assert all(e.passed for e in evaluations)
     assert {e.check_name for e in evaluations} == {uid.split(".")[2] for uid in tests}
+    guards = {
+        uid
+        for uid, node in MANIFEST["nodes"].items()
+        if node["resource_type"] == "test" and READER_GUARD in node.get("tags", [])
+    }
+    assert tests == guards, "an incremental build runs the reader_guard checks, and only them"
 
 
 def test_a_failing_model_fails_the_run_with_dbts_error_line(built_url: str) -> None:
