@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster._core.storage.config import pg_config
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
@@ -40,11 +39,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
                 max_overflow=MAX_OVERFLOW,
             )
 
-    @classmethod
-    def config_type(cls) -> Any:
-        return pg_config()
-
-    @classmethod
+    @classmethod  # the parent's builds the parent class
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Any
     ) -> PooledPostgresStorage:
