@@ -49,19 +49,26 @@ events as (
 -- What a subscription bills per period, before and after an update. Items carry the price
 -- (`price`, or `plan` on old API versions); single-plan subscriptions of old API versions carry
 -- `quantity` and `plan` on the subscription itself. previous_attributes only holds changed fields,
--- so a side that did not change falls back to the current values.
+-- so a side that did not change falls back to the current values. Summed beside each event in one
+-- pass (lateral, only for subscription events) rather than joined back on the event id: a join
+-- back made Postgres spill every event's JSON to disk to read the events twice.
 subscription_totals as (
     select
-        events.stripe_event_id,
+        events.*,
         current_items.total_quantity as current_quantity,
         current_items.total_amount_in_cents as current_amount_in_cents,
         current_items.currency as current_currency,
         current_items.plan_interval as current_interval,
         previous_items.total_quantity as previous_items_quantity,
         previous_items.total_amount_in_cents as previous_items_amount_in_cents,
-        (events.event_previous_attributes ->> 'quantity')::numeric as previous_legacy_quantity,
-        (events.event_previous_attributes -> 'plan' ->> 'amount')::numeric
-            as previous_legacy_unit_amount
+        case
+            when events.event_type like 'customer.subscription.%'
+                then (events.event_previous_attributes ->> 'quantity')::numeric
+        end as previous_legacy_quantity,
+        case
+            when events.event_type like 'customer.subscription.%'
+                then (events.event_previous_attributes -> 'plan' ->> 'amount')::numeric
+        end as previous_legacy_unit_amount
     from events
     left join lateral (
         select
@@ -82,13 +89,15 @@ subscription_totals as (
                     item -> 'plan' ->> 'interval'
                 )
             ) as plan_interval
-        from jsonb_array_elements(
-            case
-                when jsonb_typeof(events.event_object -> 'items' -> 'data') = 'array'
-                    then events.event_object -> 'items' -> 'data'
-                else '[]'::jsonb
-            end
-        ) as item
+        from
+            jsonb_array_elements(
+                case
+                    when jsonb_typeof(events.event_object -> 'items' -> 'data') = 'array'
+                        then events.event_object -> 'items' -> 'data'
+                    else '[]'::jsonb
+                end
+            ) as item
+        where events.event_type like 'customer.subscription.%'
     ) as current_items on true
     left join lateral (
         select
@@ -102,18 +111,15 @@ subscription_totals as (
                 * coalesce((item ->> 'quantity')::numeric, 1)
             ) as total_amount_in_cents
         from jsonb_array_elements(events.event_previous_attributes -> 'items' -> 'data') as item
-        where jsonb_typeof(events.event_previous_attributes -> 'items' -> 'data') = 'array'
+        where
+            events.event_type like 'customer.subscription.%'
+            and jsonb_typeof(events.event_previous_attributes -> 'items' -> 'data') = 'array'
     ) as previous_items on true
-    where events.event_type like 'customer.subscription.%'
 ),
 
 subscription_changes as (
     select
-        stripe_event_id,
-        current_quantity,
-        current_amount_in_cents,
-        current_currency,
-        current_interval,
+        *,
         coalesce(
             previous_items_quantity,
             previous_legacy_quantity,
@@ -135,9 +141,6 @@ subscription_changes as (
 mapped as (
     select
         events.*,
-        subscription_changes.current_amount_in_cents,
-        subscription_changes.current_currency,
-        subscription_changes.current_interval,
         case events.event_type
             when 'customer.subscription.created'
                 then case
@@ -155,10 +158,8 @@ mapped as (
                         and events.event_object ->> 'status' = 'trialing'
                         then 'Trial started'
                     when
-                        subscription_changes.current_quantity
-                        > subscription_changes.previous_quantity
-                        or subscription_changes.current_amount_in_cents
-                        > subscription_changes.previous_amount_in_cents
+                        events.current_quantity > events.previous_quantity
+                        or events.current_amount_in_cents > events.previous_amount_in_cents
                         then 'Subscription expanded'
                 end
             when 'customer.subscription.deleted' then 'Subscription canceled'
@@ -168,9 +169,7 @@ mapped as (
             when 'charge.failed' then 'Charge failed'
             when 'charge.refunded' then 'Charge refunded'
         end as activity
-    from events
-    left join subscription_changes
-        on events.stripe_event_id = subscription_changes.stripe_event_id
+    from subscription_changes as events
 ),
 
 -- The amount each activity speaks of, in minor units, and its currency.

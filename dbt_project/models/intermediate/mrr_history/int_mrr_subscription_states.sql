@@ -90,90 +90,102 @@ snapshot_states as (
         and coverage.covered_from < event_states.state_started_at
 ),
 
+-- What each state bills: its snapshot's items (the first 10, as events embed them; `price`, or
+-- `plan` on old API versions), each normalized to a month like
+-- int_subscription_items_normalized_to_month, summed beside the state in one pass. Summed apart
+-- and joined back by event id, every snapshot (~1 kB of JSON) was stored to disk first.
 states as (
     select
-        stripe_event_id,
-        subscription_id,
-        stripe_customer_id,
-        state_object ->> 'status' as subscription_status,
+        snapshot_states.stripe_event_id,
+        snapshot_states.subscription_id,
+        snapshot_states.stripe_customer_id,
+        snapshot_states.state_object ->> 'status' as subscription_status,
         -- Newer API versions carry the currency on the subscription; older ones only on prices.
         lower(coalesce(
-            state_object ->> 'currency',
-            state_object -> 'items' -> 'data' -> 0 -> 'price' ->> 'currency',
-            state_object -> 'plan' ->> 'currency'
+            snapshot_states.state_object ->> 'currency',
+            snapshot_states.state_object -> 'items' -> 'data' -> 0 -> 'price' ->> 'currency',
+            snapshot_states.state_object -> 'plan' ->> 'currency'
         )) as subscription_currency,
-        state_object as event_object,
-        state_started_at,
-        state_ended_at
+        state_amounts.months_numerator,
+        state_amounts.months_denominator,
+        state_amounts.gross_monthly_amount_in_cents,
+        -- Only what int_mrr_subscription_state_discounts reads of the snapshot: kept whole, the
+        -- subscription (~1 kB, compressed out of line) cost that model more to read back than
+        -- every other step of it (1.4 of 2.2 s at 100k customers).
+        jsonb_build_object(
+            'discount', snapshot_states.state_object -> 'discount',
+            'discounts', snapshot_states.state_object -> 'discounts'
+        ) as state_object,
+        snapshot_states.state_started_at,
+        snapshot_states.state_ended_at
     from snapshot_states
-),
-
--- The snapshot's items (the first 10, as events embed them), each normalized to a month like
--- int_subscription_items_normalized_to_month.
-items as (
-    select
-        states.stripe_event_id,
-        item.position as item_position,
-        coalesce(item.item_data -> 'price', item.item_data -> 'plan') as price_data,
-        coalesce((item.item_data ->> 'quantity')::bigint, 1) as quantity
-    from states
-    cross join lateral jsonb_array_elements(
-        case
-            when jsonb_typeof(states.event_object -> 'items' -> 'data') = 'array'
-                then states.event_object -> 'items' -> 'data'
-            else '[]'::jsonb
-        end
-    ) with ordinality as item (item_data, position)
-),
-
-normalized_items as (
-    select
-        stripe_event_id,
-        item_position,
-        quantity,
-        coalesce(
-            price_data -> 'recurring' ->> 'usage_type', price_data ->> 'usage_type', 'licensed'
-        )
-        = 'licensed' as is_counted_in_mrr,
-        (price_data ->> 'unit_amount')::bigint as plan_price_in_cents,
-        case coalesce(price_data -> 'recurring' ->> 'interval', price_data ->> 'interval')
-            when 'month' then 1
-            when 'year' then 1
-            when 'week' then 52
-            when 'day' then 365
-        end as months_numerator,
-        case coalesce(price_data -> 'recurring' ->> 'interval', price_data ->> 'interval')
-            when 'month' then 1
-            else 12
-        end * nullif(
-            coalesce(
-                (price_data -> 'recurring' ->> 'interval_count')::integer,
-                (price_data ->> 'interval_count')::integer,
-                1
-            ),
-            0
-        ) as months_denominator
-    from items
-),
-
-state_amounts as (
-    select
-        stripe_event_id,
-        sum(
-            case
-                when is_counted_in_mrr
-                    then coalesce(
-                        plan_price_in_cents * quantity * months_numerator::numeric
-                        / months_denominator,
-                        0
-                    )
-                else 0
-            end
-        ) as gross_monthly_amount_in_cents,
-        min(months_numerator) filter (where item_position = 1) as months_numerator,
-        min(months_denominator) filter (where item_position = 1) as months_denominator
-    from normalized_items
-    group by stripe_event_id
+    cross join lateral (
+        select
+            sum(
+                case
+                    when normalized_items.is_counted_in_mrr
+                        then coalesce(
+                            normalized_items.plan_price_in_cents * normalized_items.quantity
+                            * normalized_items.months_numerator::numeric
+                            / normalized_items.months_denominator,
+                            0
+                        )
+                    else 0
+                end
+            ) as gross_monthly_amount_in_cents,
+            min(normalized_items.months_numerator) filter (
+                where item.position = 1
+            ) as months_numerator,
+            min(normalized_items.months_denominator) filter (
+                where item.position = 1
+            ) as months_denominator
+        from
+            jsonb_array_elements(
+                case
+                    when jsonb_typeof(snapshot_states.state_object -> 'items' -> 'data') = 'array'
+                        then snapshot_states.state_object -> 'items' -> 'data'
+                    else '[]'::jsonb
+                end
+            ) with ordinality as item (item_data, position)
+        cross join
+            lateral (
+                select
+                    coalesce(item.item_data -> 'price', item.item_data -> 'plan') as price_data,
+                    coalesce(
+                        coalesce(item.item_data -> 'price', item.item_data -> 'plan')
+                        -> 'recurring' ->> 'interval',
+                        coalesce(item.item_data -> 'price', item.item_data -> 'plan') ->> 'interval'
+                    ) as billing_interval
+            ) as price
+        cross join lateral (
+            select
+                coalesce((item.item_data ->> 'quantity')::bigint, 1) as quantity,
+                coalesce(
+                    price.price_data -> 'recurring' ->> 'usage_type',
+                    price.price_data ->> 'usage_type',
+                    'licensed'
+                )
+                = 'licensed' as is_counted_in_mrr,
+                (price.price_data ->> 'unit_amount')::bigint as plan_price_in_cents,
+                case price.billing_interval
+                    when 'month' then 1
+                    when 'year' then 1
+                    when 'week' then 52
+                    when 'day' then 365
+                end as months_numerator,
+                case price.billing_interval
+                    when 'month' then 1
+                    else 12
+                end * nullif(
+                    coalesce(
+                        (price.price_data -> 'recurring' ->> 'interval_count')::integer,
+                        (price.price_data ->> 'interval_count')::integer,
+                        1
+                    ),
+                    0
+                ) as months_denominator
+        ) as normalized_items
+    ) as state_amounts
 ),
 
 -- A subscription without any stored event did not change while events were stored: its current
@@ -200,9 +212,10 @@ current_states as (
         on subscriptions.subscription_id = current_items.subscription_id
     where
         coverage.covered_from is not null
+        -- Among the events already ordered: a second read of the events stored them all first.
         and not exists (
-            select 1 from events
-            where events.event_object ->> 'id' = subscriptions.subscription_id
+            select 1 from event_states
+            where event_states.subscription_id = subscriptions.subscription_id
         )
     group by
         subscriptions.subscription_id,
@@ -214,26 +227,18 @@ current_states as (
 
 all_states as (
     select
-        states.stripe_event_id,
-        states.subscription_id,
-        states.stripe_customer_id,
-        states.subscription_status,
-        states.subscription_currency,
-        state_amounts.months_numerator,
-        state_amounts.months_denominator,
-        coalesce(state_amounts.gross_monthly_amount_in_cents, 0) as gross_monthly_amount_in_cents,
-        states.state_started_at,
-        states.state_ended_at,
-        -- Only what int_mrr_subscription_state_discounts reads of the snapshot: kept whole, the
-        -- subscription (~1 kB, compressed out of line) cost that model more to read back than
-        -- every other step of it (1.4 of 2.2 s at 100k customers).
-        jsonb_build_object(
-            'discount', states.event_object -> 'discount',
-            'discounts', states.event_object -> 'discounts'
-        ) as state_object
+        stripe_event_id,
+        subscription_id,
+        stripe_customer_id,
+        subscription_status,
+        subscription_currency,
+        months_numerator,
+        months_denominator,
+        coalesce(gross_monthly_amount_in_cents, 0) as gross_monthly_amount_in_cents,
+        state_started_at,
+        state_ended_at,
+        state_object
     from states
-    left join state_amounts
-        on states.stripe_event_id = state_amounts.stripe_event_id
 
     union all
 
