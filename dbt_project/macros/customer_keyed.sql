@@ -301,7 +301,7 @@
     cost follow them; full builds keep set_planner_for_json_views' hash joins. -#}
 {% macro plan_for_touched_customers() -%}
     {%- if is_customer_incremental() -%}
-        set local enable_nestloop = on
+        {{ plan_for_index_lookups() }}
     {%- else -%}
         select 1
     {%- endif -%}

@@ -56,7 +56,7 @@
     the hash joins of set_planner_for_json_views otherwise. -#}
 {% macro plan_for_mrr_window(per_day=false) -%}
     {%- if is_incremental() and not mrr_window(per_day).full -%}
-        set local enable_nestloop = on
+        {{ plan_for_index_lookups() }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -92,31 +92,26 @@
     end
 {%- endmacro %}
 
-{#- The merge of mrr_daily: delete+insert on (customer, day, mode). When few customers are
-    recomputed, their rows are found by the customer key's index (`= any(array(...))`, which the
-    planner matches to it, where a semi-join on a new table's rows gets a guess and a scan of the
-    whole table); every written day otherwise. -#}
+{#- The merge of mrr_daily: an upsert on (customer, day, mode), the key of its unique index. A
+    written row replaces the recorded row of its key, as a delete and insert of the written keys
+    would, and an unchanged row is left as it is: the first build of a day writes every customer's
+    row of it, and a full refresh rewrites that day with mostly the same values. The rows go in
+    the index's order: in a random order, each would land on a random leaf page of an index larger
+    than Postgres's buffers. A full refresh at 1M customers (695k rows): 6.0 s as delete+insert,
+    2.4-2.8 s as this upsert. -#}
 {% macro get_incremental_mrr_days_sql(arg_dict) -%}
-    {%- set target_relation = arg_dict['target_relation'] -%}
-    {%- set temp_relation = arg_dict['temp_relation'] -%}
-    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
-    {%- if not mrr_window(per_day=true).full %}
-        delete from {{ target_relation }} as target
-        where
-            target.stripe_customer_id = any(array(
-                select distinct written.stripe_customer_id from {{ temp_relation }} as written
-            ))
-            and (target.stripe_customer_id, target.mrr_date, target.livemode) in (
-                select written.stripe_customer_id, written.mrr_date, written.livemode
-                from {{ temp_relation }} as written
-            );
-    {%- else %}
-        delete from {{ target_relation }} as target
-        where (target.stripe_customer_id, target.mrr_date, target.livemode) in (
-            select written.stripe_customer_id, written.mrr_date, written.livemode
-            from {{ temp_relation }} as written
-        );
-    {%- endif %}
-    insert into {{ target_relation }} ({{ columns }})
-    select {{ columns }} from {{ temp_relation }}
+    {%- set key = ['stripe_customer_id', 'mrr_date', 'livemode'] -%}
+    {%- set names = arg_dict['dest_columns'] | map(attribute='name') | list -%}
+    {%- set values = [] -%}
+    {%- for name in names if name not in key -%}
+        {%- do values.append(adapter.quote(name)) -%}
+    {%- endfor -%}
+    insert into {{ arg_dict['target_relation'] }} as target ({{ get_quoted_csv(names) }})
+    select {{ get_quoted_csv(names) }} from {{ arg_dict['temp_relation'] }}
+    order by stripe_customer_id, mrr_date
+    on conflict ({{ key | join(', ') }}) do update
+    set ({{ values | join(', ') }}) = row(excluded.{{ values | join(', excluded.') }})
+    where
+        (target.{{ values | join(', target.') }})
+        is distinct from (excluded.{{ values | join(', excluded.') }})
 {%- endmacro %}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -46,3 +47,17 @@ def fetch_dicts(database_url: str, query: str) -> list[dict[str, object]]:
         cursor.execute(query)
         names = [column.name for column in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def skew_mrr_daily_day(database_url: str, day: date) -> None:
+    """Makes mrr_daily's rows of `day` wrong by one unit.
+
+    Its merge leaves a row alone when a build computes the same values again, so a test that
+    asks which customers a build recomputed skews their rows first: a recomputed row is written
+    back (a new xmin), an untouched one stays wrong.
+    """
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "update stripe.mrr_daily set customer_mrr = customer_mrr + 1 where mrr_date = %s",
+            (day,),
+        )

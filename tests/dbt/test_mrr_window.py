@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from conftest import create_raw_tables
+from conftest import create_raw_tables, skew_mrr_daily_day
 from dbt_raw_dataset import AS_OF, SUB_A1, event, insert_raw_dataset, store_event
 
 from orchestration.transform.runner import build
@@ -90,11 +90,13 @@ def test_an_older_event_recomputes_every_customer_in_every_mrr_model(
     _store_subscription_event(
         database_url, "evt_backfilled_a1", _oldest_event(database_url) - timedelta(days=1)
     )
+    skew_mrr_daily_day(database_url, AS_OF.date())  # so that its recomputed rows show
+    skewed = _row_versions(database_url)
     full = incremental_build()
-    rewritten = _rewritten_customers(touched, full)
+    rewritten = _rewritten_customers(skewed, full)
     assert rewritten == {table: customers[table] for table in MRR_TABLES}
     # Every row, too, but for mrr_daily's snapshot days, which are history (no build rewrites them).
     kept = {
-        table: full[table] & touched[table] for table in MRR_TABLES if table != "stripe.mrr_daily"
+        table: full[table] & skewed[table] for table in MRR_TABLES if table != "stripe.mrr_daily"
     }
     assert not any(kept.values()), kept

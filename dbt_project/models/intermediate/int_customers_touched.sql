@@ -9,7 +9,7 @@
     config(
         materialized='table',
         tags=['customer_keyed_window'],
-        pre_hook=["set local enable_nestloop = on"],
+        pre_hook=["{{ plan_for_index_lookups() }}"],
         indexes=[{'columns': ['stripe_customer_id'], 'unique': true}],
     )
 }}

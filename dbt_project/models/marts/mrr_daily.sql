@@ -10,7 +10,7 @@
     be recomputed. Cost follows the change (doc: mrr_incremental_builds): a later build on the
     same UTC day rewrites only the touched customers' rows of the day (the others' rows, written
     from the same customer_fields values, stay); the first build of a new day writes every
-    customer's new rows. The merge (mrr_days) deletes and inserts on (customer, day, mode):
+    customer's new rows. The merge (mrr_days) upserts on (customer, day, mode):
     every customer that had a row on a day written gets one again (of 0 when its MRR is gone), so
     no stale row is left behind. -#}
 {{
@@ -64,28 +64,12 @@ invoice_periods as (
 ),
 
 {% if is_incremental() %}
-    recorded as (
-        select * from {{ this }}
-        where
-            {{ in_key_mode() }}
-            and {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
-    ),
-
     -- The last day recorded in the key's mode, over every customer (an index finds it).
     recorded_until as (
         select max(mrr_date) as mrr_date from {{ this }}
         where {{ in_key_mode() }}
     ),
 {% else %}
-    recorded as (
-        select
-            null::text as stripe_customer_id,
-            null::date as mrr_date,
-            null::text as mrr_currency,
-            null::numeric as customer_mrr
-        where false
-    ),
-
     recorded_until as (
         select null::date as mrr_date
     ),
@@ -108,6 +92,28 @@ bounds as (
             (select recorded_until.mrr_date from recorded_until) as recorded_until
     ) as dates
 ),
+
+-- The rows recorded on the days this build reads back: the day before the first one it writes and
+-- the snapshot day (an index on the day finds them; the other days are never read).
+{% if is_incremental() %}
+    recorded as (
+        select * from {{ this }}
+        where
+            {{ in_key_mode() }}
+            and {{ mrr_touched_customers('stripe_customer_id', per_day=true) }}
+            and mrr_date between (select bounds.first_date - 1 from bounds)
+            and (select bounds.snapshot_date from bounds)
+    ),
+{% else %}
+    recorded as (
+        select
+            null::text as stripe_customer_id,
+            null::date as mrr_date,
+            null::text as mrr_currency,
+            null::numeric as customer_mrr
+        where false
+    ),
+{% endif %}
 
 -- A day's MRR is the rule applied at the day's end: the midnight (UTC) that starts the next day.
 -- A state valid from `started` to `ended` holds at the end of the days from
