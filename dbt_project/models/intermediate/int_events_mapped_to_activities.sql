@@ -91,11 +91,7 @@ subscription_totals as (
             ) as plan_interval
         from
             jsonb_array_elements(
-                case
-                    when jsonb_typeof(events.event_object -> 'items' -> 'data') = 'array'
-                        then events.event_object -> 'items' -> 'data'
-                    else '[]'::jsonb
-                end
+                {{ json_array_or_empty("events.event_object -> 'items' -> 'data'") }}
             ) as item
         where events.event_type like 'customer.subscription.%'
     ) as current_items on true

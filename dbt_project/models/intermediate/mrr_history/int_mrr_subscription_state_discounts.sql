@@ -40,11 +40,7 @@ listed as (
         listed_discounts.discount_data
     from states
     cross join lateral jsonb_array_elements(
-        case
-            when jsonb_typeof(states.state_object -> 'discounts') = 'array'
-                then states.state_object -> 'discounts'
-            else '[]'::jsonb
-        end
+        {{ json_array_or_empty("states.state_object -> 'discounts'") }}
     ) as listed_discounts (discount_data)
 ),
 

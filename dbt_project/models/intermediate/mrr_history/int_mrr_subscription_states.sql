@@ -141,11 +141,7 @@ states as (
             ) as months_denominator
         from
             jsonb_array_elements(
-                case
-                    when jsonb_typeof(snapshot_states.state_object -> 'items' -> 'data') = 'array'
-                        then snapshot_states.state_object -> 'items' -> 'data'
-                    else '[]'::jsonb
-                end
+                {{ json_array_or_empty("snapshot_states.state_object -> 'items' -> 'data'") }}
             ) with ordinality as item (item_data, position)
         cross join
             lateral (

@@ -29,22 +29,14 @@ lines as (
         (
             select coalesce(sum((discount_amounts.discount_amount ->> 'amount')::bigint), 0)
             from jsonb_array_elements(
-                case
-                    when jsonb_typeof(invoices.data -> 'total_discount_amounts') = 'array'
-                        then invoices.data -> 'total_discount_amounts'
-                    else '[]'::jsonb
-                end
+                {{ json_array_or_empty("invoices.data -> 'total_discount_amounts'") }}
             ) as discount_amounts (discount_amount)
         ) as invoice_discount_in_cents,
         invoice_lines.line_number as line_position,
         invoice_lines.line_data
     from invoices
     cross join lateral jsonb_array_elements(
-        case
-            when jsonb_typeof(invoices.data -> 'lines' -> 'data') = 'array'
-                then invoices.data -> 'lines' -> 'data'
-            else '[]'::jsonb
-        end
+        {{ json_array_or_empty("invoices.data -> 'lines' -> 'data'") }}
     ) with ordinality as invoice_lines (line_data, line_number)
 ),
 
@@ -84,11 +76,7 @@ renamed as (
         (
             select coalesce(sum((discount_amounts.discount_amount ->> 'amount')::bigint), 0)
             from jsonb_array_elements(
-                case
-                    when jsonb_typeof(lines.line_data -> 'discount_amounts') = 'array'
-                        then lines.line_data -> 'discount_amounts'
-                    else '[]'::jsonb
-                end
+                {{ json_array_or_empty("lines.line_data -> 'discount_amounts'") }}
             ) as discount_amounts (discount_amount)
         ) as line_discount_in_cents,
         invoice_discount_in_cents,

@@ -31,11 +31,7 @@ discount_objects as (
     from subscriptions
     cross join
         lateral jsonb_array_elements(
-            case
-                when jsonb_typeof(subscriptions.data -> 'discounts') = 'array'
-                    then subscriptions.data -> 'discounts'
-                else '[]'::jsonb
-            end
+            {{ json_array_or_empty("subscriptions.data -> 'discounts'") }}
         ) as listed (discount_data)
     where jsonb_typeof(listed.discount_data) = 'object'
 ),

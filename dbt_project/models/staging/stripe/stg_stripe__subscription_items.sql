@@ -24,11 +24,7 @@ items as (
         item.item_data
     from subscriptions
     cross join lateral jsonb_array_elements(
-        case
-            when jsonb_typeof(subscriptions.data -> 'items' -> 'data') = 'array'
-                then subscriptions.data -> 'items' -> 'data'
-            else '[]'::jsonb
-        end
+        {{ json_array_or_empty("subscriptions.data -> 'items' -> 'data'") }}
     ) with ordinality as item (item_data, position)
 ),
 
