@@ -3,9 +3,11 @@
 Generates realistic raw Stripe JSON directly in Postgres (generate_series + jsonb_build_object) in a
 scratch database, then, with a fixed as_of: the first build (everything, unit and data tests
 included), full rebuilds (`--full-refresh` of the production selector) and incremental builds (the
-`incremental` selector) after K = 0, 10, 100 and 1,000 changed raw rows. For each incremental build
-it lists the sequential scans of tables over 10,000 rows (pg_stat_user_tables): the incremental
-path should find the touched customers through indexes.
+`incremental` selector, a fresh dbt process each) after K = 0, 10, 100 and 1,000 changed raw rows,
+then the same K through the resident builder's warm dbt (transform/resident.py: the project parsed
+once, its `incremental_warm` selector), the build a webhook delivery waits for. For each fresh
+incremental build it lists the sequential scans of tables over 10,000 rows (pg_stat_user_tables):
+the incremental path should find the touched customers through indexes.
 
     .venv/bin/python bench/dbt_bench.py              # 10k and 100k customers
     .venv/bin/python bench/dbt_bench.py --quick      # 2k customers
@@ -36,6 +38,7 @@ from backfill_bench import drop_database, print_table, table, write_results
 
 from orchestration.core.warehouse import with_database
 from orchestration.embedded.environment import server_url_for_tests
+from orchestration.transform.resident import WARM_SELECTOR, WarmDbt
 from orchestration.transform.runner import build, ensure_raw_tables
 
 AS_OF = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -340,9 +343,27 @@ def bench(server_url: str, customers: int, runs: int) -> dict[str, list[float]]:
                     scans = big_scans(before, seq_scans(url))
                     record(f"incremental, K={changes}", seconds, f"seq scans: {scans or 'none'}")
                     record(f"incremental, K={changes}, dbt CPU", cpu)
+            warm_builds(url, customers, runs, target_path, record)
         return durations
     finally:
         drop_database(server_url, name)
+
+
+def warm_builds(
+    url: str, customers: int, runs: int, target_path: Path, record: Callable[[str, float], None]
+) -> None:
+    """The resident builder's builds after K changes: one dbt parsed once, in this process."""
+    warm = WarmDbt()
+
+    def warm_build() -> object:
+        return build(url, as_of=AS_OF, livemode=False, target_path=target_path,
+                     selector=WARM_SELECTOR, dbt=warm)  # fmt: skip
+
+    record("warm incremental, first (parses the project)", timed(warm_build))
+    for changes in (0, 10, 100, 1000):
+        for run in range(runs):
+            change(url, customers, changes, runs + run)  # other customers than the fresh runs'
+            record(f"warm incremental, K={changes}", timed(warm_build))
 
 
 def main() -> int:

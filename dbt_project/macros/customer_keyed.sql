@@ -110,6 +110,28 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The oldest stamp the state table holds for `models` (the window's start), as a timestamptz
+    literal ('null' when there is none), read when int_build_window compiles: builds of a
+    warehouse never overlap (the build lock), and no model of this build has written its state
+    yet. -#}
+{% macro customer_keyed_since(models) -%}
+    {%- set since = none -%}
+    {%- if execute is defined and execute -%}
+        {%- set state = adapter.get_relation(
+            database=target.database,
+            schema=customer_keyed_state_schema() | trim,
+            identifier='customer_keyed_state',
+        ) -%}
+        {%- if state is not none and models -%}
+            {%- set since = run_query(
+                "select min(stamp)::text from " ~ state ~ " where model in ('"
+                ~ (models | map(attribute='alias') | join("', '")) ~ "')"
+            ).rows[0][0] -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ ("'" ~ since ~ "'" if since else 'null') ~ '::timestamptz' }}
+{%- endmacro %}
+
 {#- What the models compute from: a change to any model of the project changes this hash, and the
     next build recomputes every customer rather than trusting rows computed by other logic. -#}
 {% macro customer_keyed_logic_hash() -%}

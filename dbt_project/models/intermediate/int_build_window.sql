@@ -21,7 +21,13 @@
             {%- do missing.append(node.name) -%}
         {%- endif -%}
     {%- endfor -%}
-{%- endif %}
+{%- endif -%}
+
+{#- The window's start (previous.since below), also as a literal for older_events' lookup of new
+    events: compared with a value the planner cannot see, it read the oldest new event off the
+    index on `created` and walked all of it when no event was new (1.1 s of every build at 1M
+    customers); with a literal it asks the index on `synced_at`. -#}
+{%- set since = customer_keyed_since(models) %}
 
 with
 
@@ -81,6 +87,7 @@ older_events as (
                     {{ in_key_mode('events.livemode') }}
                     and not events.is_deleted
                     and events.synced_at >= previous.since
+                    and events.synced_at >= {{ since }}
             ) < coalesce(
                 (
                     select min(events.created)

@@ -76,21 +76,29 @@ invoice_periods as (
 {% endif %}
 
 -- The snapshot day (as_of's UTC date) and the first day this build writes: the day after the
--- last recorded one, else the start of the reconstructed history.
+-- last recorded one, else the start of the reconstructed history. Days before the snapshot day
+-- are reconstructed from the states and invoices; a later build of the same UTC day (a full
+-- rebuild's usual case) writes none, and then reads neither (`reconstructed`'s one-time filter).
 bounds as (
     select
         snapshot_date,
-        case
-            when recorded_until is null
-                then snapshot_date - {{ var('mrr_history_days', 400) }}
-            when recorded_until >= snapshot_date then snapshot_date
-            else recorded_until + 1
-        end as first_date
+        first_date,
+        first_date < snapshot_date as reconstructs_days
     from (
         select
-            ({{ as_of() }} at time zone 'UTC')::date as snapshot_date,
-            (select recorded_until.mrr_date from recorded_until) as recorded_until
-    ) as dates
+            snapshot_date,
+            case
+                when recorded_until is null
+                    then snapshot_date - {{ var('mrr_history_days', 400) }}
+                when recorded_until >= snapshot_date then snapshot_date
+                else recorded_until + 1
+            end as first_date
+        from (
+            select
+                ({{ as_of() }} at time zone 'UTC')::date as snapshot_date,
+                (select recorded_until.mrr_date from recorded_until) as recorded_until
+        ) as dates
+    ) as day_bounds
 ),
 
 -- The rows recorded on the days this build reads back: the day before the first one it writes and
@@ -301,6 +309,7 @@ reconstructed as (
         on
             subscription_days.stripe_customer_id = customer_currencies.stripe_customer_id
             and subscription_days.subscription_currency = customer_currencies.mrr_currency
+    where (select bounds.reconstructs_days from bounds)
     group by
         subscription_days.stripe_customer_id,
         subscription_days.mrr_date,
