@@ -82,8 +82,12 @@
     stripe_staging
 {%- endmacro %}
 
+{% macro customer_keyed_state_identifier() -%}
+    customer_keyed_state
+{%- endmacro %}
+
 {% macro customer_keyed_state_relation() -%}
-    {{ customer_keyed_state_schema() }}.customer_keyed_state
+    {{ customer_keyed_state_schema() }}.{{ customer_keyed_state_identifier() }}
 {%- endmacro %}
 
 {#- The models whose state the window follows: every model of this project tagged customer_keyed
@@ -120,7 +124,7 @@
         {%- set state = adapter.get_relation(
             database=target.database,
             schema=customer_keyed_state_schema() | trim,
-            identifier='customer_keyed_state',
+            identifier=customer_keyed_state_identifier() | trim,
         ) -%}
         {%- if state is not none and models -%}
             {%- set since = run_query(

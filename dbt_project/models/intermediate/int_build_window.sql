@@ -23,10 +23,10 @@
     {%- endfor -%}
 {%- endif -%}
 
-{#- The window's start (previous.since below), also as a literal for older_events' lookup of new
-    events: compared with a value the planner cannot see, it read the oldest new event off the
-    index on `created` and walked all of it when no event was new (1.1 s of every build at 1M
-    customers); with a literal it asks the index on `synced_at`. -#}
+{#- The window's start: the oldest stamp of these models, read as a literal. older_events compares
+    synced_at with it: compared with a value the planner cannot see (a CTE's), Postgres read the
+    oldest new event off the index on `created` and walked all of it when no event was new (1.1 s
+    of every build at 1M customers); with a literal it asks the index on `synced_at`. -#}
 {%- set since = customer_keyed_since(models) %}
 
 with
@@ -45,7 +45,7 @@ state as (
 previous as (
     select
         count(*) as models_recorded,
-        min(stamp) as since,
+        {{ since }} as since,
         min(as_of) as previous_as_of,
         max(as_of) as latest_as_of,
         bool_and(livemode = ({{ in_key_mode('true') }})) as is_same_mode,
@@ -86,7 +86,6 @@ older_events as (
                 where
                     {{ in_key_mode('events.livemode') }}
                     and not events.is_deleted
-                    and events.synced_at >= previous.since
                     and events.synced_at >= {{ since }}
             ) < coalesce(
                 (
@@ -95,7 +94,7 @@ older_events as (
                     where
                         {{ in_key_mode('events.livemode') }}
                         and not events.is_deleted
-                        and events.synced_at < previous.since
+                        and events.synced_at < {{ since }}
                 ),
                 'infinity'
             ),
