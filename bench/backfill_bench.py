@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from psycopg import sql
 
-from orchestration.core.warehouse import with_database
+from orchestration.core.warehouse import parse_database_url, with_database
 from orchestration.embedded.environment import server_url_for_tests
 from orchestration.extract.client import StripeApi
 from orchestration.extract.objects import OBJECTS
@@ -166,6 +166,41 @@ def drop_database(server: str, name: str) -> None:
         print(f"    secrets audit of {name}: {scan.summary()} ({time.monotonic() - started:.1f} s)",
               flush=True)  # fmt: skip
         scan.raise_on_hits(f"bench database {name}, just before it was dropped")
+
+
+# The budget of a backfill that only sets up what a bench measures next (setup_backfill).
+SETUP_BUDGET_RPS = 90.0
+
+
+def setup_backfill(
+    emu: EmulatorProcess, database_url: str, latency_ms: float, server_limit: float | None
+) -> dict[str, Any]:
+    """A backfill that is set-up, not measurement (incremental_bench, dagster_bench measure what
+    follows it): at no latency and no server limit, with the live budget, so that 1M customers
+    take the better part of an hour rather than four or more at the test limit; then the emulator
+    takes the latency and limit the bench measures with."""
+    emu.send(latency_ms=0.0, rate_limit=None)
+    result = run_sync(database_url=database_url, api_key=emu.key, api_base=emu.url,
+                      max_rps=SETUP_BUDGET_RPS)  # fmt: skip
+    emu.send(latency_ms=latency_ms, rate_limit=server_limit)
+    return result
+
+
+def copy_database(source_url: str, target_url: str) -> None:
+    """Makes the target database a copy of the source (Postgres copies its files, far faster than
+    a second backfill); no session may be open on the source."""
+    source, target = parse_database_url(source_url).dbname, parse_database_url(target_url).dbname
+    with psycopg.connect(with_database(bench_server_url(), "postgres"), autocommit=True) as admin:
+        admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(target)))
+        admin.execute(sql.SQL("create database {} template {}").format(
+            sql.Identifier(target), sql.Identifier(source)))  # fmt: skip
+
+
+def emulator_file(data_dir: str, customers: int, seed: int) -> str:
+    """The emulator's data file for one account in `data_dir`: generated once (1M customers take
+    minutes), reused by later runs with the same options."""
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return str(Path(data_dir) / f"emu-{customers}-{seed}.sqlite")
 
 
 def run_sync(**args: Any) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 The instance is the one `make ui` runs (`stripe-sync ui`: its `prepare` and `start_dagster`, so
 dagster.yaml's queued run coordinator, Postgres storage, the webserver and the daemon) on a fresh
-bench warehouse, backfilled from the emulator (its own process, 250 ms latency, 25 req/s test
-limit) and built once. Schedules are off (STRIPE_SYNC_SCHEDULES=off) so that nothing else runs;
+bench warehouse, backfilled from the emulator (its own process; the backfill at no latency and
+no limit, set-up and not measured, then 250 ms latency and the 25 req/s test limit) and built
+once. Schedules are off (STRIPE_SYNC_SCHEDULES=off) so that nothing else runs;
 runs are launched as the UI launches them (GraphQL `launchRun`) and queue like a scheduled run.
 
 1. `stripe_sync_job` with 0 changes in the emulator since the last run;
@@ -48,10 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: sha
 
 from backfill_bench import (
     EmulatorProcess,
+    emulator_file,
     fresh_database,
     median,
     print_table,
-    run_sync,
+    setup_backfill,
     table,
     write_results,
 )
@@ -61,7 +63,8 @@ from webhook_bench import WEBHOOK_PATH, _free_port, _serve, _wait_healthy
 # {"tick": N}: N test-mode lifecycle events (their ids); {"customers": true}: the ids of the live
 # (not deleted) test-mode customers; {"rename": [[id, name], …]}: each customer renamed, with its
 # customer.updated event (delivered to the endpoints like any other), answered with the wall
-# time of the change; {"names": [ids]}: their current names; {"endpoint": url}: its secret.
+# time of the change; {"names": [ids]}: their current names; {"endpoint": url}: its secret;
+# {"latency_ms": .., "rate_limit": ..} as backfill_bench's (setup_backfill sends them).
 EMULATOR = """
 import copy, json, sys, time
 from orchestration.emulator import start_emulator
@@ -70,6 +73,10 @@ with start_emulator(**json.loads(sys.argv[1])) as emu:
     acc = emu.account
     for line in sys.stdin:
         cmd, answer = json.loads(line), {}
+        if "latency_ms" in cmd:
+            emu.latency_ms = cmd["latency_ms"]
+        if "rate_limit" in cmd:
+            emu.set_faults(0.0, rate_limit=cmd["rate_limit"])
         if "tick" in cmd:
             ids = []
             while len(ids) < cmd["tick"]:
@@ -191,16 +198,19 @@ def dagster_stack(
     server_limit: float,
     seed: int = 9,
     dequeue_interval: int | None = None,
+    data_dir: str | None = None,
 ) -> Iterator[Stack]:
     """Emulator, backfilled and built warehouse, then `stripe-sync ui`'s webserver and daemon
     (their output in the home's dagster.log). `dequeue_interval` sets the run queue's
-    dequeue_interval_seconds in the home's dagster.yaml (the project's is 1 s): an A/B knob."""
+    dequeue_interval_seconds in the home's dagster.yaml (the project's is 1 s): an A/B knob.
+    The emulator keeps its data in a file under `data_dir` if given, for later runs to reuse."""
     from orchestration.cli.ui import prepare, start_dagster, stop_all, wait_until_loaded
     from orchestration.core.settings import load_settings
     from orchestration.transform.runner import build
 
-    options = {"customers": customers, "seed": seed, "latency_ms": latency_ms,
-               "rate_limit": server_limit, "webhooks": True}  # fmt: skip
+    options: dict[str, Any] = {"customers": customers, "seed": seed, "webhooks": True}
+    if data_dir:
+        options["db_path"] = emulator_file(data_dir, customers, seed)
     saved = dict(os.environ)
     with (
         bench_emulator(**options) as emu,
@@ -211,7 +221,7 @@ def dagster_stack(
         stack: Stack | None = None
         try:
             started = time.monotonic()
-            sync = run_sync(database_url=database_url, api_key=emu.key, api_base=emu.url)
+            sync = setup_backfill(emu, database_url, latency_ms, server_limit)
             print(f"… backfill: {sync['objects']:,} objects in {sync['wall_s']:.0f} s", flush=True)
             built = time.monotonic()
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # dbt's log

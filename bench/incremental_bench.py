@@ -1,9 +1,10 @@
 """Time from K changes in Stripe to updated segment rows, by polling and by webhooks.
 
-For each account size: a backfill of two databases from one emulator (its own process, 250 ms
-latency, 25 req/s test limit by default, which signs and delivers webhooks to `webhooks serve`
-in another process writing database B, from 8 concurrent delivery workers as Stripe delivers
-concurrently), then for each K (1, 10, 100, 1,000 test-mode events) and run:
+For each account size: one emulator (its own process, which signs and delivers webhooks to
+`webhooks serve` in another process writing database B, from 8 concurrent delivery workers as
+Stripe delivers concurrently); a backfill of database A at no latency and no limit (set-up, not
+measured: backfill_bench.setup_backfill), copied to B; then the emulator at 250 ms latency and the
+25 req/s test limit by default, and for each K (1, 10, 100, 1,000 test-mode events) and run:
 
 - webhooks: the product's path, `stripe-sync webhooks serve`: the receiver and its resident
   builder (transform/resident.py), with no build call from the bench. Timed from the end of the
@@ -18,7 +19,7 @@ Both end with stripe_segments.syncing_with_stripe holding exactly the emulator's
 bench/segment_latency_bench.py and bench/dagster_bench.py measure the Dagster daemon's path.
 
     .venv/bin/python bench/incremental_bench.py [--customers 10000 100000] [--changes 1,10,100]
-        [--runs 5] [--quick]
+        [--runs 5] [--data-dir DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
 
 from backfill_bench import (
+    copy_database,
+    emulator_file,
     emulator_process,
     fresh_database,
     median,
     percentile,
     print_table,
     run_sync,
+    setup_backfill,
     table,
     wait_builds_idle,
     write_results,
@@ -133,9 +137,10 @@ def _build(database_url: str, target: Path) -> float:
 
 def measure(customers: int, ks: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Runs every K `args.runs` times on one account of `customers` customers; returns samples."""
-    options = {"customers": customers, "seed": 9, "latency_ms": args.latency_ms,
-               "rate_limit": args.server_limit, "webhooks": True,
+    options = {"customers": customers, "seed": 9, "webhooks": True,
                "webhook_workers": args.webhook_workers}  # fmt: skip
+    if args.data_dir:
+        options["db_path"] = emulator_file(args.data_dir, customers, options["seed"])
     samples: list[dict[str, Any]] = []
     server = None
     with (
@@ -149,17 +154,19 @@ def measure(customers: int, ks: list[int], args: argparse.Namespace) -> list[dic
             url = f"http://127.0.0.1:{port}"
             secret = emu.send(endpoint=url + WEBHOOK_PATH)["secret"]
             sync_args = {"api_key": emu.key, "api_base": emu.url}  # the default test budget
-            print(f"… {customers:,} customers: backfills", flush=True)
-            run_sync(database_url=db_poll, **sync_args)
-            run_sync(database_url=db_hook, **sync_args)
+            backfill = setup_backfill(emu, db_poll, args.latency_ms, args.server_limit)
+            copy_database(db_poll, db_hook)
+            print(f"… {customers:,} customers: backfill {backfill['objects']:,} objects in "
+                  f"{backfill['wall_s']:.0f} s, copied to B", flush=True)  # fmt: skip
             serve = {"database_url": db_hook, "secret": secret, "key": emu.key,
                      "api_base": emu.url, "port": port}  # fmt: skip
             server = _serve(tmp, serve)
             _wait_healthy(url, timeout=60.0)
             targets = {db: Path(tmp) / name for db, name in ((db_poll, "a"), (db_hook, "b"))}
-            _build(db_poll, targets[db_poll])  # the first build creates the relations
-            if not _built_past(db_hook, None):  # the resident builder's first build
+            first = _build(db_poll, targets[db_poll])  # the first build creates the relations
+            if not _built_past(db_hook, None, timeout=3600.0):  # the resident builder's first
                 raise RuntimeError("the resident builder did not build the backfill")
+            print(f"… first builds: A {first:.0f} s, then B's", flush=True)
             for k in ks:
                 for run in range(args.runs):
                     samples.append(_one_run(emu, k, run, db_poll, db_hook, targets, sync_args))
@@ -236,6 +243,7 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=250.0)
     parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
     parser.add_argument("--webhook-workers", type=int, default=8, help="emulator's concurrency")
+    parser.add_argument("--data-dir", default=None, help="keep the emulator's data files here")
     args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
     args.runs = args.runs or (1 if args.quick else 5)
     sizes = args.customers or ([500] if args.quick else [10_000, 100_000])

@@ -26,7 +26,15 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
 
-from backfill_bench import SYNC, emulator_process, fresh_database, print_table, table, write_results
+from backfill_bench import (
+    SYNC,
+    emulator_file,
+    emulator_process,
+    fresh_database,
+    print_table,
+    table,
+    write_results,
+)
 
 
 def _rows(database_url: str) -> int:
@@ -98,9 +106,7 @@ def main() -> int:
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="memory-bench-") as tmp:
             # A file generated once serves later runs in seconds (1M customers take minutes).
-            data_dir = Path(args.data_dir or tmp)
-            data_dir.mkdir(parents=True, exist_ok=True)
-            db_path = str(data_dir / f"emu-{size}.sqlite")
+            db_path = emulator_file(args.data_dir or tmp, size, seed=7)
             options = {"customers": size, "seed": 7, "db_path": db_path}
             started = time.monotonic()
             with emulator_process(**options) as emu, fresh_database() as database_url:

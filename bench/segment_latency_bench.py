@@ -2,13 +2,13 @@
 `webhooks serve`'s resident builder (or, with `--builder sensor`, the Dagster daemon's webhook
 sensor and its runs).
 
-The stack is dagster_bench's: the emulator in its own process (250 ms latency, 25 req/s test
-limit) delivering its events to `webhooks serve`'s receiver (with its resident builder unless
-`--builder sensor`), a backfilled and built warehouse, and `stripe-sync ui`'s webserver and
-daemon, whose webhook sensor requests `stripe_build_job` runs while no resident builder runs. A
-change renames one customer to a unique marker (`lag <tag> <n>`, with its customer.updated
-event); a poller reads stripe.customer_fields every 0.2 s and notes when each marker shows (a
-later marker of the same customer counts for the earlier ones).
+The stack is dagster_bench's: the emulator in its own process (after the set-up backfill, 250 ms
+latency and the 25 req/s test limit) delivering its events to `webhooks serve`'s receiver (with
+its resident builder unless `--builder sensor`), a backfilled and built warehouse, and
+`stripe-sync ui`'s webserver and daemon, whose webhook sensor requests `stripe_build_job` runs
+while no resident builder runs. A change renames one customer to a unique marker (`lag <tag>
+<n>`, with its customer.updated event); a poller reads stripe.customer_fields every 0.2 s and
+notes when each marker shows (a later marker of the same customer counts for the earlier ones).
 
 1. bursts: K = 1, 10, 100, 1,000 changes at once, then the time until every one of them shows;
    p50 and p95 over `--runs` runs per K (each starts with the pipeline idle);
@@ -18,7 +18,8 @@ later marker of the same customer counts for the earlier ones).
    emulator's customers.
 
     .venv/bin/python bench/segment_latency_bench.py [--customers 10000] [--ks 1,10,100,1000]
-        [--runs 5] [--rate 20] [--minutes 5] [--builder resident|sensor] [--quick]
+        [--runs 5] [--rate 20] [--minutes 5] [--builder resident|sensor] [--data-dir DIR]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -252,6 +253,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None, help="sustained: 5 (1 quick)")
     parser.add_argument("--latency-ms", type=float, default=250.0)
     parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
+    parser.add_argument("--data-dir", default=None, help="keep the emulator's data files here")
     parser.add_argument(
         "--builder",
         choices=["resident", "sensor"],
@@ -272,7 +274,8 @@ def main() -> int:
     ks = [int(k) for k in args.ks.split(",")]
 
     with dagster_stack(customers, args.latency_ms, args.server_limit,
-                       dequeue_interval=args.dequeue_interval) as stack:  # fmt: skip
+                       dequeue_interval=args.dequeue_interval,
+                       data_dir=args.data_dir) as stack:  # fmt: skip
         stack.serve_webhooks(resident=args.builder == "resident")
         watcher = Watcher(stack.database_url, uuid.uuid4().hex[:6])
         try:
