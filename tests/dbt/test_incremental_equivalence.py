@@ -6,8 +6,9 @@ which is built with --full-refresh. Every column of every row of customer_fields
 each segment table and segment_memberships must match.
 
 The batches create, update and delete customers, change subscription statuses, add charges,
-activity rows and events, rename a product, and move the clock: trials end, activity thresholds
-(2 and 15 days) and repeating discounts run out with no Stripe event at all. One batch switches
+activity rows and events, rename a product or update one and keep its name, and move the clock:
+trials end, activity thresholds (2 and 15 days) and repeating discounts run out with no Stripe
+event at all. One batch switches
 to a live key and a later one back to the test key.
 """
 
@@ -258,6 +259,12 @@ class Account:
         renamed = product("prod_pro", f"Pro {self.rng.randint(1, 999)}")
         self.write("products", renamed)
 
+    def update_product(self) -> None:
+        """An update that keeps the name (metadata): it changes no customer's rows."""
+        updated = product("prod_basic", "Basic")
+        updated["metadata"] = {"revision": str(self.rng.randint(1, 999))}
+        self.write("products", updated)
+
     def random_batch(self) -> None:
         changes: list[Callable[[], None]] = [
             self.create_customer,
@@ -277,6 +284,8 @@ class Account:
             self.rng.choice(changes)()
         if self.rng.random() < 0.3:
             self.rename_product()
+        if self.rng.random() < 0.3:
+            self.update_product()
 
 
 def copy_raw_tables(source_url: str, target_url: str) -> None:
@@ -414,3 +423,48 @@ def test_incremental_builds_equal_full_refresh_after_random_changes(
         build_and_compare("back to test")
         assert pending is not None
         pending.result()
+
+
+def test_a_product_update_touches_its_customers_only_when_their_product_name_changes(
+    warehouses: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = warehouses
+    account = Account(url, random.Random(5))  # noqa: S311 - reproducible
+    for prod in PRODUCTS:
+        account.write("products", prod)
+    for price_obj in (PRICE_PRO, PRICE_BASIC):
+        account.write("prices", price_obj)
+    for _ in range(16):
+        account.create_customer()
+
+    def build_and_read() -> tuple[set[str], dict[str, str | None]]:
+        """This build's touched customers, then each Pro subscriber's product name."""
+        build(url, as_of=account.now, livemode=False, target_path=tmp_path, selector="incremental")
+        with psycopg.connect(url) as conn:
+            touched = conn.execute(
+                "select stripe_customer_id from stripe_staging.int_customers_touched"
+            )
+            names = conn.execute(
+                "select stripe_customer_id, product_name from stripe.customer_fields"
+                " where product_id = 'prod_pro'"
+            )
+            return {row[0] for row in touched}, dict(names.fetchall())
+
+    _, names = build_and_read()
+    subscribers = set(names)
+    assert subscribers and set(names.values()) == {"Pro"}, names
+
+    kept_name = product("prod_pro", "Pro")
+    kept_name["metadata"] = {"tier": "gold"}
+    account.write("products", kept_name)
+    assert build_and_read() == (set(), names)
+
+    account.write("products", product("prod_pro", "Pro 2027"))
+    assert build_and_read() == (subscribers, dict.fromkeys(subscribers, "Pro 2027"))
+
+    # Deleted: the product's name is gone from staging, so every subscriber is recomputed.
+    account.write(
+        "products", {"id": "prod_pro", "object": "product", "deleted": True}, deleted=True
+    )
+    touched, names = build_and_read()
+    assert touched == subscribers and "Pro 2027" not in names.values(), names

@@ -104,9 +104,16 @@
             ))
     ),
 
-    -- A renamed product reaches the customers whose plan it is.
+    -- A renamed product reaches the customers whose plan it is (customer_fields.product_name;
+    -- nothing else reads products). Any other update of a product (metadata, images, its default
+    -- price) leaves their rows as they are, and touching every customer of a product is a build of
+    -- minutes on a large account: a customer whose stored name already is the product's current
+    -- one is left alone. A deleted product (staging drops it, so the plan's expanded name shows
+    -- instead) reaches every customer of it.
     changed_products as (
-        select id as product_id
+        select
+            id as product_id,
+            case when not is_deleted then data ->> 'name' end as product_name
         from {{ raw_products }}
         where
             {{ in_key_mode() }}
@@ -116,9 +123,16 @@
     product_customers as (
         select customer_fields.stripe_customer_id
         from {{ customer_fields }} as customer_fields
-        where customer_fields.product_id = any(array(
-            select changed_products.product_id from changed_products
-        ))
+        inner join changed_products
+            on customer_fields.product_id = changed_products.product_id
+        where
+            customer_fields.product_id = any(array(
+                select changed.product_id from changed_products as changed
+            ))
+            and (
+                changed_products.product_name is null
+                or customer_fields.product_name is distinct from changed_products.product_name
+            )
     ),
 
     -- Time-based rules (trial ended, activity thresholds, discounts starting or ending) whose
