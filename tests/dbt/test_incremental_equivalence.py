@@ -8,8 +8,7 @@ each segment table and segment_memberships must match.
 The batches create, update and delete customers, change subscription statuses, add charges,
 activity rows and events, rename a product or update one and keep its name, and move the clock:
 trials end, activity thresholds (2 and 15 days) and repeating discounts run out with no Stripe
-event at all. One batch switches
-to a live key and a later one back to the test key.
+event at all. One batch switches to a live key and a later one back to the test key.
 """
 
 from __future__ import annotations
