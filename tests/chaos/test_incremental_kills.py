@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -30,9 +29,6 @@ from tests.chaos.conftest import FULL
 # The account and the comparison live with the equivalence test (tests/dbt is not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dbt"))
 from test_incremental_equivalence import (
-    PRICE_BASIC,
-    PRICE_PRO,
-    PRODUCTS,
     Account,
     assert_same_tables,
     copy_raw_tables,
@@ -151,13 +147,7 @@ def test_build_killed_between_merges_converges_on_next_build(
     warehouses: tuple[str, str], tmp_path: Path, blocked: str
 ) -> None:
     incremental_url, rebuilt_url = warehouses
-    account = Account(incremental_url, random.Random(7))  # noqa: S311 - reproducible account
-    for prod in PRODUCTS:
-        account.write("products", prod)
-    for price_obj in (PRICE_PRO, PRICE_BASIC):
-        account.write("prices", price_obj)
-    for _ in range(20):
-        account.create_customer()
+    account = Account.with_customers(incremental_url, 7, customers=20)
     target = tmp_path / "incremental"
     build(
         incremental_url,

@@ -92,6 +92,21 @@ class Account:
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     serial: int = 0
 
+    @classmethod
+    def with_customers(cls, url: str, seed: int, customers: int, live: int = 0) -> Account:
+        """An account with the products and prices, `customers` test-mode customers, then `live`
+        live-mode ones (rows from the start, unused until the key switches)."""
+        account = cls(url, random.Random(seed))  # noqa: S311 - reproducible
+        for prod in PRODUCTS:
+            account.write("products", prod)
+        for price_obj in (PRICE_PRO, PRICE_BASIC):
+            account.write("prices", price_obj)
+        for _ in range(customers):
+            account.create_customer()
+        for _ in range(live):
+            account.create_customer(livemode=True)
+        return account
+
     def next_id(self, prefix: str) -> str:
         self.serial += 1
         return f"{prefix}_{self.serial:04d}"
@@ -360,15 +375,7 @@ def test_incremental_builds_equal_full_refresh_after_random_changes(
     warehouses: tuple[str, str], tmp_path: Path, seed: int
 ) -> None:
     incremental_url, rebuilt_url = warehouses
-    account = Account(incremental_url, random.Random(seed))  # noqa: S311 - reproducible
-    for prod in PRODUCTS:
-        account.write("products", prod)
-    for price_obj in (PRICE_PRO, PRICE_BASIC):
-        account.write("prices", price_obj)
-    for _ in range(24):
-        account.create_customer()
-    for _ in range(4):  # live-mode rows from the start, unused until the key switches
-        account.create_customer(livemode=True)
+    account = Account.with_customers(incremental_url, seed, customers=24, live=4)
 
     # The full rebuild of one step runs while the next step's changes and build go on.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -428,13 +435,7 @@ def test_a_product_update_touches_its_customers_only_when_their_product_name_cha
     warehouses: tuple[str, str], tmp_path: Path
 ) -> None:
     url, _ = warehouses
-    account = Account(url, random.Random(5))  # noqa: S311 - reproducible
-    for prod in PRODUCTS:
-        account.write("products", prod)
-    for price_obj in (PRICE_PRO, PRICE_BASIC):
-        account.write("prices", price_obj)
-    for _ in range(16):
-        account.create_customer()
+    account = Account.with_customers(url, 5, customers=16)
 
     def build_and_read() -> tuple[set[str], dict[str, str | None]]:
         """This build's touched customers, then each Pro subscriber's product name."""

@@ -8,14 +8,12 @@ the coupon_terms line must still equal a count of customer_fields.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from dbt_raw_dataset import PRICE_BASIC, PRICE_PRO, PRODUCTS
 from test_incremental_equivalence import T0, Account
 
 from orchestration.extract import loader
@@ -57,15 +55,7 @@ def test_sync_health_counts_equal_customer_fields_after_incremental_builds(
             " ('customers', true, 'acct_test', 'ok', %s, 0)",
             (T0, T0),
         )
-    account = Account(url, random.Random(17))  # noqa: S311 - reproducible
-    for prod in PRODUCTS:
-        account.write("products", prod)
-    for price_obj in (PRICE_PRO, PRICE_BASIC):
-        account.write("prices", price_obj)
-    for _ in range(16):
-        account.create_customer()
-    for _ in range(3):
-        account.create_customer(livemode=True)
+    account = Account.with_customers(url, 17, customers=16, live=3)
 
     def build_and_check(step: str) -> None:
         build(
