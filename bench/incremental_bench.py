@@ -16,15 +16,18 @@ measured: backfill_bench.setup_backfill), copied to B; then the emulator at 250 
   sync and build time; a schedule adds its interval).
 
 Both end with stripe_segments.syncing_with_stripe holding exactly the emulator's customers.
+`--paths webhooks` (or `polling`) measures one path on one database: no copy, one first build, half
+the memory (the 1M account's two databases, 28 GB, exceed this host's 24 GB of RAM).
 bench/segment_latency_bench.py and bench/dagster_bench.py measure the Dagster daemon's path.
 
     .venv/bin/python bench/incremental_bench.py [--customers 10000 100000] [--changes 1,10,100]
-        [--runs 5] [--data-dir DIR] [--quick]
+        [--runs 5] [--data-dir DIR] [--paths both|webhooks|polling] [--results NAME] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -143,30 +146,33 @@ def measure(customers: int, ks: list[int], args: argparse.Namespace) -> list[dic
         options["db_path"] = emulator_file(args.data_dir, customers, options["seed"])
     samples: list[dict[str, Any]] = []
     server = None
-    with (
-        emulator_process(**options) as emu,
-        fresh_database() as db_poll,
-        fresh_database() as db_hook,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
+    with emulator_process(**options) as emu, contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        db_poll = stack.enter_context(fresh_database()) if args.paths != "webhooks" else None
+        db_hook = stack.enter_context(fresh_database()) if args.paths != "polling" else None
         try:
             port = _free_port()
             url = f"http://127.0.0.1:{port}"
             secret = emu.send(endpoint=url + WEBHOOK_PATH)["secret"]
             sync_args = {"api_key": emu.key, "api_base": emu.url}  # the default test budget
-            backfill = setup_backfill(emu, db_poll, args.latency_ms, args.server_limit)
-            copy_database(db_poll, db_hook)
+            first_db = db_poll or db_hook
+            backfill = setup_backfill(emu, first_db, args.latency_ms, args.server_limit)
+            if db_poll and db_hook:
+                copy_database(db_poll, db_hook)
             print(f"… {customers:,} customers: backfill {backfill['objects']:,} objects in "
-                  f"{backfill['wall_s']:.0f} s, copied to B", flush=True)  # fmt: skip
-            serve = {"database_url": db_hook, "secret": secret, "key": emu.key,
-                     "api_base": emu.url, "port": port}  # fmt: skip
-            server = _serve(tmp, serve)
-            _wait_healthy(url, timeout=60.0)
+                  f"{backfill['wall_s']:.0f} s", flush=True)  # fmt: skip
             targets = {db: Path(tmp) / name for db, name in ((db_poll, "a"), (db_hook, "b"))}
-            first = _build(db_poll, targets[db_poll])  # the first build creates the relations
-            if not _built_past(db_hook, None, timeout=3600.0):  # the resident builder's first
+            started = time.monotonic()
+            if db_hook:
+                serve = {"database_url": db_hook, "secret": secret, "key": emu.key,
+                         "api_base": emu.url, "port": port}  # fmt: skip
+                server = _serve(tmp, serve)
+                _wait_healthy(url, timeout=60.0)
+            if db_poll:
+                _build(db_poll, targets[db_poll])  # the first build creates the relations
+            if db_hook and not _built_past(db_hook, None, timeout=3600.0):  # the builder's first
                 raise RuntimeError("the resident builder did not build the backfill")
-            print(f"… first builds: A {first:.0f} s, then B's", flush=True)
+            print(f"… first builds: {time.monotonic() - started:.0f} s", flush=True)
             for k in ks:
                 for run in range(args.runs):
                     samples.append(_one_run(emu, k, run, db_poll, db_hook, targets, sync_args))
@@ -186,36 +192,53 @@ def _serve(tmp: str, options: dict[str, Any]) -> subprocess.Popen[bytes]:
 
 
 def _one_run(
-    emu: Any, k: int, run: int, db_poll: str, db_hook: str, targets: dict[str, Path],
-    sync_args: dict[str, str],
+    emu: Any, k: int, run: int, db_poll: str | None, db_hook: str | None,
+    targets: dict[str | None, Path], sync_args: dict[str, str],
 ) -> dict[str, Any]:  # fmt: skip
+    """One run of K changes on each measured path; a path not measured has no entry."""
     ids = emu.send(tick=k)["events"]
+    truth = emu.send(count="customers")["count"]
+    sample: dict[str, Any] = {"k": k, "run": run + 1, "customers_in_emulator": truth}
+    if db_hook:
+        sample["webhooks"] = _webhook_run(db_hook, ids, truth)
+    if db_poll:
+        sample["polling"] = _polling_run(db_poll, targets[db_poll], sync_args, truth)
+    print(f"  K={k} run {run + 1}: " + ", ".join(
+        f"{path} {part['total_s']:.1f} s (" + ", ".join(
+            f"{name[:-2]} {value:.2f} s" for name, value in part.items()
+            if name.endswith("_s") and name != "total_s") + ")"
+        for path, part in sample.items() if path in PATHS), flush=True)  # fmt: skip
+    return sample
+
+
+def _webhook_run(db_hook: str, ids: list[str], truth: int) -> dict[str, Any]:
+    """From the end of the changes (just made) to their deliveries, then to the builder's build."""
     t0 = time.monotonic()
     delivered = _wait_events(db_hook, ids)
     deliveries_s = time.monotonic() - t0
     built = _built_past(db_hook, ids)
-    hook_total = time.monotonic() - t0
-    hook_build_s = hook_total - deliveries_s
-    truth = emu.send(count="customers")["count"]
-    hook_ok = delivered and built and _segment_customers(db_hook) == truth
+    total = time.monotonic() - t0
+    consistent = delivered and built and _segment_customers(db_hook) == truth
     wait_builds_idle(db_hook)
+    return {"deliveries_s": deliveries_s, "build_s": total - deliveries_s, "total_s": total,
+            "consistent": consistent}  # fmt: skip
 
+
+def _polling_run(
+    db_poll: str, target: Path, sync_args: dict[str, str], truth: int
+) -> dict[str, Any]:
+    """A sync process, then a production build (a fresh dbt process)."""
     t1 = time.monotonic()
     sync = run_sync(database_url=db_poll, **sync_args)
-    poll_build_s = _build(db_poll, targets[db_poll])
-    poll_total = time.monotonic() - t1
-    poll_ok = _segment_customers(db_poll) == truth
-    print(f"  K={k} run {run + 1}: webhooks {hook_total:.1f} s (deliveries {deliveries_s:.2f} s, "
-          f"build {hook_build_s:.1f} s), polling {poll_total:.1f} s (sync {sync['wall_s']:.1f} s, "
-          f"build {poll_build_s:.1f} s)", flush=True)  # fmt: skip
-    return {
-        "k": k, "run": run + 1, "customers_in_emulator": truth,
-        "webhooks": {"deliveries_s": deliveries_s, "build_s": hook_build_s,
-                     "total_s": hook_total, "consistent": hook_ok},
-        "polling": {"sync_s": sync["wall_s"], "build_s": poll_build_s, "total_s": poll_total,
-                    "consistent": poll_ok, "events_applied": sync["events_applied"],
-                    "requests": sync["requests"]},
-    }  # fmt: skip
+    build_s = _build(db_poll, target)
+    return {"sync_s": sync["wall_s"], "build_s": build_s, "total_s": time.monotonic() - t1,
+            "consistent": _segment_customers(db_poll) == truth,
+            "events_applied": sync["events_applied"], "requests": sync["requests"]}  # fmt: skip
+
+
+# Each path's timed parts, summarized by their medians.
+PATHS = {"polling": ("sync_s", "build_s", "total_s"),
+         "webhooks": ("deliveries_s", "build_s", "total_s")}  # fmt: skip
 
 
 def summarize(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -223,14 +246,16 @@ def summarize(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
     for customers, k in sorted({(s["customers"], s["k"]) for s in samples}):
         mine = [s for s in samples if s["customers"] == customers and s["k"] == k]
-        w = {f: median([s["webhooks"][f] for s in mine]) for f in ("deliveries_s", "build_s",
-                                                                     "total_s")}  # fmt: skip
-        p = {f: median([s["polling"][f] for s in mine]) for f in ("sync_s", "build_s", "total_s")}
-        w["total_p95_s"] = percentile([s["webhooks"]["total_s"] for s in mine], 95)
-        p["total_p95_s"] = percentile([s["polling"]["total_s"] for s in mine], 95)
-        consistent = all(s["webhooks"]["consistent"] and s["polling"]["consistent"] for s in mine)
-        summary.append({"customers": customers, "k": k, "runs": len(mine), "webhooks": w,
-                        "polling": p, "consistent": consistent})  # fmt: skip
+        entry: dict[str, Any] = {"customers": customers, "k": k, "runs": len(mine)}
+        for path, fields in PATHS.items():
+            parts = [s[path] for s in mine if path in s]
+            if parts:
+                entry[path] = {f: median([part[f] for part in parts]) for f in fields}
+                entry[path]["total_p95_s"] = percentile([part["total_s"] for part in parts], 95)
+        entry["consistent"] = all(
+            s[path]["consistent"] for s in mine for path in PATHS if path in s
+        )
+        summary.append(entry)
     return summary
 
 
@@ -244,6 +269,10 @@ def main() -> int:
     parser.add_argument("--server-limit", type=float, default=25.0, help="emulator req/s (test)")
     parser.add_argument("--webhook-workers", type=int, default=8, help="emulator's concurrency")
     parser.add_argument("--data-dir", default=None, help="keep the emulator's data files here")
+    parser.add_argument("--paths", choices=["both", "webhooks", "polling"], default="both",
+                        help="the paths measured (one path: one database)")  # fmt: skip
+    parser.add_argument("--results", default="incremental_bench",
+                        help="the results file's name in bench/results/")  # fmt: skip
     args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
     args.runs = args.runs or (1 if args.quick else 5)
     sizes = args.customers or ([500] if args.quick else [10_000, 100_000])
@@ -255,18 +284,19 @@ def main() -> int:
     headers = ["customers", "K changes", "polling: sync s", "build s", "total p50 s", "p95 s",
                "webhooks: deliveries s", "then built s", "total p50 s", "p95 s",
                "segments = emulator"]  # fmt: skip
-    rows = [[s["customers"], s["k"], s["polling"]["sync_s"], s["polling"]["build_s"],
-             s["polling"]["total_s"], s["polling"]["total_p95_s"], s["webhooks"]["deliveries_s"],
-             s["webhooks"]["build_s"], s["webhooks"]["total_s"], s["webhooks"]["total_p95_s"],
+    rows = [[s["customers"], s["k"],
+             *[s[path][f] if path in s else "—" for path in ("polling", "webhooks")
+               for f in (*PATHS[path][:-1], "total_s", "total_p95_s")],
              "yes" if s["consistent"] else "NO"] for s in summary]  # fmt: skip
     print()
     print(f"incremental: {args.latency_ms:.0f} ms latency, {args.server_limit:.0f} req/s limit, "
           f"{args.webhook_workers} delivery workers; p50 and p95 (nearest rank) of {args.runs} "
           "runs")  # fmt: skip
     print_table(headers, rows)
-    path = write_results("incremental_bench", {
+    path = write_results(args.results, {
         "latency_ms": args.latency_ms, "server_limit_rps": args.server_limit,
-        "webhook_workers": args.webhook_workers, "runs": args.runs, "summary": summary,
+        "webhook_workers": args.webhook_workers, "runs": args.runs, "paths": args.paths,
+        "summary": summary,
         "samples": samples, "markdown": table(headers, rows)})  # fmt: skip
     print(f"wrote {path}")
     return 0 if all(s["consistent"] for s in summary) else 1
