@@ -431,28 +431,40 @@ def test_incremental_builds_equal_full_refresh_after_random_changes(
         pending.result()
 
 
-def test_a_product_update_touches_its_customers_only_when_their_product_name_changes(
+def test_a_renamed_product_touches_nobody_and_a_deleted_one_its_subscribers(
     warehouses: tuple[str, str], tmp_path: Path
 ) -> None:
+    """A product's update touches no customer: a rename is set in place in customer_fields and the
+    segment tables (apply_product_renames), any other update changes no row; a deleted product's
+    subscribers are recomputed (their name falls back to the subscription's)."""
     url, _ = warehouses
     account = Account.with_customers(url, 5, customers=16)
+    copying = [
+        "stripe.customer_fields",
+        "stripe_segments.customers",
+        "stripe_segments.syncing_with_stripe",
+    ]
 
-    def build_and_read() -> tuple[set[str], dict[str, str | None]]:
-        """This build's touched customers, then each Pro subscriber's product name."""
+    def build_and_read() -> tuple[set[str], dict[str, dict[str, str | None]]]:
+        """This build's touched customers, then each Pro subscriber's product name in each table
+        that carries it."""
         build(url, as_of=account.now, livemode=False, target_path=tmp_path, selector="incremental")
         with psycopg.connect(url) as conn:
             touched = conn.execute(
                 "select stripe_customer_id from stripe_staging.int_customers_touched"
             )
-            names = conn.execute(
-                "select stripe_customer_id, product_name from stripe.customer_fields"
-                " where product_id = 'prod_pro'"
-            )
-            return {row[0] for row in touched}, dict(names.fetchall())
+            names = {
+                table: dict(conn.execute(
+                    f"select stripe_customer_id, product_name from {table}"
+                    " where product_id = 'prod_pro'"
+                ).fetchall())
+                for table in copying
+            }  # fmt: skip
+            return {row[0] for row in touched}, names
 
     _, names = build_and_read()
-    subscribers = set(names)
-    assert subscribers and set(names.values()) == {"Pro"}, names
+    subscribers = set(names["stripe.customer_fields"])
+    assert all(rows and set(rows.values()) == {"Pro"} for rows in names.values()), names
 
     kept_name = product("prod_pro", "Pro")
     kept_name["metadata"] = {"tier": "gold"}
@@ -460,11 +472,13 @@ def test_a_product_update_touches_its_customers_only_when_their_product_name_cha
     assert build_and_read() == (set(), names)
 
     account.write("products", product("prod_pro", "Pro 2027"))
-    assert build_and_read() == (subscribers, dict.fromkeys(subscribers, "Pro 2027"))
+    renamed = {table: dict.fromkeys(rows, "Pro 2027") for table, rows in names.items()}
+    assert build_and_read() == (set(), renamed)
 
     # Deleted: the product's name is gone from staging, so every subscriber is recomputed.
     account.write(
         "products", {"id": "prod_pro", "object": "product", "deleted": True}, deleted=True
     )
     touched, names = build_and_read()
-    assert touched == subscribers and "Pro 2027" not in names.values(), names
+    fallback = names["stripe.customer_fields"].values()
+    assert touched == subscribers and "Pro 2027" not in fallback, names

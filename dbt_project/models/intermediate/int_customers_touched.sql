@@ -104,35 +104,25 @@
             ))
     ),
 
-    -- A renamed product reaches the customers whose plan it is (customer_fields.product_name;
-    -- nothing else reads products). Any other update of a product (metadata, images, its default
-    -- price) leaves their rows as they are, and touching every customer of a product is a build of
-    -- minutes on a large account: a customer whose stored name already is the product's current
-    -- one is left alone. A deleted product (staging drops it, so the plan's expanded name shows
-    -- instead) reaches every customer of it.
-    changed_products as (
-        select
-            id as product_id,
-            case when not is_deleted then data ->> 'name' end as product_name
+    -- A deleted product (staging drops it) or one without a name: customer_fields falls back to
+    -- the subscription item's expanded product name, so every customer of it is recomputed. A
+    -- renamed product touches nobody: customer_fields and the segment tables take its new name in
+    -- place (apply_product_renames); any other update of a product changes no customer's row.
+    unnamed_products as (
+        select id as product_id
         from {{ raw_products }}
         where
             {{ in_key_mode() }}
             and synced_at >= '{{ window.since }}'::timestamptz
+            and (is_deleted or data ->> 'name' is null)
     ),
 
     product_customers as (
         select customer_fields.stripe_customer_id
         from {{ customer_fields }} as customer_fields
-        inner join changed_products
-            on customer_fields.product_id = changed_products.product_id
-        where
-            customer_fields.product_id = any(array(
-                select changed.product_id from changed_products as changed
-            ))
-            and (
-                changed_products.product_name is null
-                or customer_fields.product_name is distinct from changed_products.product_name
-            )
+        where customer_fields.product_id = any(array(
+            select unnamed_products.product_id from unnamed_products
+        ))
     ),
 
     -- Time-based rules (trial ended, activity thresholds, discounts starting or ending) whose

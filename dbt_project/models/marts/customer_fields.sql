@@ -1,6 +1,7 @@
 {#- Customer-keyed incremental (doc: incremental_builds): a build recomputes the customers
-    int_customers_touched lists and swaps their rows in one transaction. product_id is indexed for
-    the next build's lookup of customers whose product was renamed. -#}
+    int_customers_touched lists and swaps their rows in one transaction; a renamed product's name
+    is set in place (apply_product_renames). product_id is indexed for int_customers_touched's
+    lookup of a deleted product's customers. -#}
 {{
     config(
         materialized='incremental',
@@ -17,6 +18,7 @@
         ],
         post_hook=[
             "{{ record_customer_keyed_state() }}",
+            "{{ apply_product_renames() }}",
             "{{ create_index_once(this, 'product_id') }}",
             "{{ record_customer_counts() }}",
         ],

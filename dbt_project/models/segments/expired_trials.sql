@@ -7,7 +7,7 @@
         on_schema_change='append_new_columns',
         tags=['customer_keyed'],
         pre_hook=["{{ plan_for_touched_customers() }}"],
-        post_hook=["{{ record_customer_keyed_state() }}"],
+        post_hook=["{{ record_customer_keyed_state() }}", "{{ apply_product_renames() }}"],
     )
 }}
 
