@@ -170,8 +170,12 @@ def measure(customers: int, ks: list[int], args: argparse.Namespace) -> list[dic
                 _wait_healthy(url, timeout=60.0)
             if db_poll:
                 _build(db_poll, targets[db_poll])  # the first build creates the relations
-            if db_hook and not _built_past(db_hook, None, timeout=3600.0):  # the builder's first
-                raise RuntimeError("the resident builder did not build the backfill")
+            if db_hook:  # the resident builder's first build, to its end
+                if not _built_past(db_hook, None, timeout=3600.0):
+                    raise RuntimeError("the resident builder did not build the backfill")
+                # _built_past held as soon as its first model was recorded: the others have no
+                # state yet. The build lock is held to the end of the build, MRR history included.
+                wait_builds_idle(db_hook, timeout=7200.0)
             print(f"… first builds: {time.monotonic() - started:.0f} s", flush=True)
             for k in ks:
                 for run in range(args.runs):
