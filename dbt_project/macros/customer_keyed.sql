@@ -207,7 +207,8 @@
     `= any(array(select ...))` filter, so it joins two such lookups by a nested loop that compares
     every row of one side with every row of the other: the cost grows with the square of the
     touched customers, where a full recompute grows with the account. A deleted product touches
-    all its subscribers (a renamed one none: apply_product_renames). Measured at 100k customers (the incremental bench's emulator account):
+    all its subscribers (a renamed one none: apply_product_renames). Measured at 100k customers
+    (the incremental bench's emulator account, when renames touched their subscribers):
     5,380 and 6,341 touched took 16-22 s by lookups, 24-36 s recomputing everyone; 25,978 touched
     took 388 s by lookups (customer_fields 223 s), 37 s recomputing everyone. Hence every customer
     once touched² > 500 × customers (past ~2,200 touched at 10k customers, ~7,100 at 100k,
