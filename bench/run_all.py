@@ -48,7 +48,7 @@ TITLES = {
     "dbt_startup": "(d2) what an incremental build pays around its SQL: dbt start-up by path",
     "webhook": "(e) webhook endpoint",
     "dagster": "(g) Dagster runs under the daemon: created → success, and where the time goes",
-    "segment_latency": "(h) change → customer_fields through webhooks and the Dagster sensor",
+    "segment_latency": "(h) change → the segment tables through webhooks and the resident builder",
 }
 JSON_NAMES = {"webhook": "webhook"}
 

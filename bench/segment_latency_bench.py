@@ -7,19 +7,22 @@ latency and the 25 req/s test limit) delivering its events to `webhooks serve`'s
 its resident builder unless `--builder sensor`), a backfilled and built warehouse, and
 `stripe-sync ui`'s webserver and daemon, whose webhook sensor requests `stripe_build_job` runs
 while no resident builder runs. A change renames one customer to a unique marker (`lag <tag>
-<n>`, with its customer.updated event); a poller reads stripe.customer_fields every 0.2 s and
-notes when each marker shows (a later marker of the same customer counts for the earlier ones).
+<n>`, with its customer.updated event); a poller reads the segment table
+stripe_segments.syncing_with_stripe (every customer, a copy of customer_fields' row) every 0.2 s,
+by key, for the customers with a change not shown yet, and notes when each marker shows (a later
+marker of the same customer counts for the earlier ones). Before 2026-12-08 it read
+stripe.customer_fields, written earlier in the same build.
 
 1. bursts: K = 1, 10, 100, 1,000 changes at once, then the time until every one of them shows;
    p50 and p95 over `--runs` runs per K (each starts with the pipeline idle);
 2. sustained: `--rate` changes/s (20) for `--minutes` (5; 1 with --quick), one change at a time;
    each change's lag (p50, p95, max, and per minute), then every changed customer's name in
-   customer_fields must equal the emulator's, and syncing_with_stripe must hold exactly the
-   emulator's customers.
+   customer_fields and in the segment must equal the emulator's, and syncing_with_stripe must
+   hold exactly the emulator's customers.
 
     .venv/bin/python bench/segment_latency_bench.py [--customers 10000] [--ks 1,10,100,1000]
         [--runs 5] [--rate 20] [--minutes 5] [--builder resident|sensor] [--data-dir DIR]
-        [--quick]
+        [--settle SECONDS] [--results NAME] [--quick]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
 
@@ -45,6 +49,11 @@ from backfill_bench import print_table, table, wait_builds_idle, write_results
 from dagster_bench import PENDING, Stack, dagster_stack, raw
 
 POLL_S = 0.2
+# A segment table that holds every customer: the change has reached the segments.
+WATCHED = sql.Identifier("stripe_segments", "syncing_with_stripe")
+NAMES_OF = sql.SQL(
+    "select stripe_customer_id, customer_name from {} where stripe_customer_id = any(%s)"
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -54,7 +63,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Watcher:
-    """Polls customer_fields for the markers of one bench run; notes when each change shows."""
+    """Polls the segment for the markers of one bench run; notes when each change shows."""
 
     def __init__(self, database_url: str, tag: str) -> None:
         self.database_url = database_url
@@ -76,14 +85,16 @@ class Watcher:
     def _run(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while not self.stop.is_set():
-                rows = conn.execute(
-                    "select stripe_customer_id, customer_name from stripe.customer_fields"
-                    " where customer_name like %s",
-                    (self.prefix + "%",),
-                ).fetchall()
+                with self.lock:
+                    waited_for = [c for c, waiting in self.pending.items() if waiting]
+                # By key (the segment's index), not by a scan for the prefix: at 1M customers a
+                # scan five times a second would take a core from the builds it measures.
+                rows = conn.execute(NAMES_OF.format(WATCHED), (waited_for,)).fetchall()
                 now = time.time()
                 with self.lock:
                     for customer, name in rows:
+                        if not (name or "").startswith(self.prefix):
+                            continue
                         shown = int(name.rsplit(" ", 1)[1])
                         waiting = self.pending.get(customer)
                         if not waiting:
@@ -188,6 +199,20 @@ def bursts(stack: Stack, changer: Changer, ks: list[int], runs: int) -> list[dic
     return results
 
 
+def settle(stack: Stack, seconds: float) -> None:
+    """Lets the set-up's writes reach the disk before the load: a checkpoint, the kernel's dirty
+    pages flushed, then a wait. At 1M customers the set-up's first build writes GBs; the disk was
+    still flushing them (io pressure ~40 %) while the first minutes of load ran."""
+    started = time.monotonic()
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute("checkpoint")
+    os.sync()
+    flushed = time.monotonic() - started
+    time.sleep(max(0.0, seconds - flushed))
+    print(f"… settled: checkpoint and sync {flushed:.0f} s, then idle to {seconds:.0f} s",
+          flush=True)  # fmt: skip
+
+
 def sustained(stack: Stack, changer: Changer, rate: float, minutes: float) -> dict[str, Any]:
     wait_idle(stack)
     started = time.time()
@@ -230,14 +255,15 @@ def consistent(stack: Stack, changer: Changer) -> dict[str, Any]:
     ids = sorted(changer.changed)
     truth = stack.emu.send(names=ids)["names"]
     with psycopg.connect(stack.database_url) as conn:
-        stored = dict(conn.execute(
-            "select stripe_customer_id, customer_name from stripe.customer_fields"
-            " where stripe_customer_id = any(%s)", (ids,)).fetchall())  # fmt: skip
+        tables = (sql.Identifier("stripe", "customer_fields"), WATCHED)
+        stored: list[dict[str, str]] = [
+            dict(conn.execute(NAMES_OF.format(table), (ids,)).fetchall()) for table in tables
+        ]
         in_segment = conn.execute(
             "select count(*) from stripe_segments.syncing_with_stripe"
         ).fetchone()[0]
     emulator_customers = stack.emu.send(count="customers")["count"]
-    wrong = [i for i in ids if stored.get(i) != truth[i]]
+    wrong = [i for i in ids if any(names.get(i) != truth[i] for names in stored)]
     return {"changed_customers": len(ids), "names_differing": len(wrong),
             "segment_customers": in_segment, "emulator_customers": emulator_customers,
             "equal": not wrong and in_segment == emulator_customers}  # fmt: skip
@@ -247,7 +273,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 customers, 2 runs, 1 minute")
     parser.add_argument("--customers", type=int, default=None, help="10,000 (500 with --quick)")
-    parser.add_argument("--ks", default="1,10,100,1000", help="burst sizes, comma-separated")
+    parser.add_argument(
+        "--ks", default="1,10,100,1000", help="burst sizes, comma-separated ('' skips the bursts)"
+    )
     parser.add_argument("--runs", type=int, default=None, help="per K: 5 (2 with --quick)")
     parser.add_argument("--rate", type=float, default=20.0, help="sustained changes/s")
     parser.add_argument("--minutes", type=float, default=None, help="sustained: 5 (1 quick)")
@@ -267,11 +295,23 @@ def main() -> int:
         default=None,
         help="the run queue's interval, s (dagster.yaml: 1)",
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds after the set-up for its writes to reach the disk (a checkpoint, a sync,"
+        " a wait) before the load: steady state, not the set-up's aftermath",
+    )
+    parser.add_argument(
+        "--results",
+        default="segment_latency_bench",
+        help="bench/results/NAME.json to write (another name keeps the default size's results)",
+    )
     args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
     customers = args.customers or (500 if args.quick else 10_000)
     runs = args.runs or (2 if args.quick else 5)
     minutes = args.minutes or (1.0 if args.quick else 5.0)
-    ks = [int(k) for k in args.ks.split(",")]
+    ks = [int(k) for k in args.ks.split(",") if k.strip()]
 
     with dagster_stack(customers, args.latency_ms, args.server_limit,
                        dequeue_interval=args.dequeue_interval,
@@ -280,6 +320,8 @@ def main() -> int:
         watcher = Watcher(stack.database_url, uuid.uuid4().hex[:6])
         try:
             changer = Changer(stack, watcher)
+            if args.settle:
+                settle(stack, args.settle)
             burst = bursts(stack, changer, ks, runs)
             print(f"… sustained: {args.rate:.0f} changes/s for {minutes:g} min", flush=True)
             load = sustained(stack, changer, args.rate, minutes)
@@ -304,7 +346,7 @@ def main() -> int:
     minute_rows = [[m, v["p50_s"], v["p95_s"], v["max_s"]] for m, v in load["per_minute"].items()]
     print()
     print(
-        f"change → customer_fields through webhooks and the {args.builder} builder: {customers:,} "
+        f"change → stripe_segments through webhooks and the {args.builder} builder: {customers:,} "
         f"customers, {args.latency_ms:.0f} ms latency, {args.server_limit:.0f} req/s limit"
     )
     print_table(headers, rows)
@@ -314,9 +356,10 @@ def main() -> int:
     print_table(minute_headers, minute_rows)
     markdown = "\n\n".join(table(h, r) for h, r in ((headers, rows), (load_headers, load_rows),
                                                     (minute_headers, minute_rows)))  # fmt: skip
-    path = write_results("segment_latency_bench", {
+    path = write_results(args.results, {
         "customers": customers, "latency_ms": args.latency_ms,
         "server_limit_rps": args.server_limit, "runs": runs, "builder": args.builder,
+        "settle_s": args.settle,
         "dequeue_interval_s": args.dequeue_interval, "bursts": burst, "sustained": load,
         "consistency": check, "markdown": markdown,
     })  # fmt: skip
