@@ -12,6 +12,13 @@ the incremental path should find the touched customers through indexes.
     .venv/bin/python bench/dbt_bench.py              # 10k and 100k customers
     .venv/bin/python bench/dbt_bench.py --quick      # 2k customers
     .venv/bin/python bench/dbt_bench.py --customers 50000 --runs 5
+
+`--account emulator` builds the emulator's account instead (backfilled through a sync at no
+latency: objects in the API's shape with their histories, where the generated rows give each
+customer one subscription, one invoice and three events), at the current time: the first build
+(its MRR history reconstructed) and the full rebuilds only.
+
+    .venv/bin/python bench/dbt_bench.py --account emulator --customers 100000 [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -34,12 +41,21 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: share the harness
 
-from backfill_bench import drop_database, print_table, table, write_results
+from backfill_bench import (
+    drop_database,
+    emulator_file,
+    emulator_process,
+    fresh_database,
+    print_table,
+    setup_backfill,
+    table,
+    write_results,
+)
 
 from orchestration.core.warehouse import with_database
 from orchestration.embedded.environment import server_url_for_tests
 from orchestration.transform.resident import WARM_SELECTOR, WarmDbt
-from orchestration.transform.runner import build, ensure_raw_tables
+from orchestration.transform.runner import BuildResult, build, ensure_raw_tables
 
 AS_OF = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 
@@ -349,6 +365,46 @@ def bench(server_url: str, customers: int, runs: int) -> dict[str, list[float]]:
         drop_database(server_url, name)
 
 
+def emulator_account_bench(
+    customers: int, runs: int, data_dir: str | None
+) -> dict[str, list[float]]:
+    """The first build and `runs` full rebuilds of the emulator's account of `customers`
+    customers (incremental_bench's: seed 9), at the current time."""
+    durations: dict[str, list[float]] = {}
+
+    def record(kind: str, action: Callable[[], BuildResult]) -> None:
+        started = time.monotonic()
+        result = action()
+        seconds = time.monotonic() - started
+        durations.setdefault(kind, []).append(seconds)
+        slowest = sorted(result.nodes, key=lambda n: n.execution_time, reverse=True)[:6]
+        print(
+            f"{customers:>7} customers (emulator): {kind}: {seconds:.1f} s; slowest: "
+            + ", ".join(f"{n.name} {n.execution_time:.0f} s" for n in slowest),
+            flush=True,
+        )
+
+    options: dict[str, object] = {"customers": customers, "seed": 9}
+    if data_dir:
+        options["db_path"] = emulator_file(data_dir, customers, 9)
+    with (
+        emulator_process(**options) as emu,
+        fresh_database() as url,
+        tempfile.TemporaryDirectory() as target,
+    ):
+        backfill = setup_backfill(emu, url, latency_ms=0.0, server_limit=None)
+        print(f"{customers:>7} customers (emulator): backfill {backfill['objects']:,} objects in "
+              f"{backfill['wall_s']:.0f} s", flush=True)  # fmt: skip
+        target_path = Path(target)
+        record("first build", lambda: build(url, as_of=None, livemode=False,
+                                            target_path=target_path))  # fmt: skip
+        for _ in range(runs):
+            record("full rebuild", lambda: build(
+                url, as_of=None, livemode=False, target_path=target_path,
+                selector="incremental", full_refresh=True))  # fmt: skip
+    return durations
+
+
 def warm_builds(
     url: str, customers: int, runs: int, target_path: Path, record: Callable[[str, float], None]
 ) -> None:
@@ -371,13 +427,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 customers")
     parser.add_argument("--customers", type=int, nargs="+", default=None)
     parser.add_argument("--runs", type=int, default=None, help="3 (1 with --quick)")
+    parser.add_argument(
+        "--account",
+        choices=["generated", "emulator"],
+        default="generated",
+        help="generated raw rows (the default) or the emulator's account, backfilled",
+    )
+    parser.add_argument("--data-dir", default=None, help="keep the emulator's data files here")
+    parser.add_argument("--results", default="dbt_bench", help="bench/results/NAME.json")
     args, _ = parser.parse_known_args()  # run_all.py passes its own arguments to every bench
     args.runs = args.runs or (1 if args.quick else 3)
     sizes = args.customers or ([2_000] if args.quick else [10_000, 100_000])
     server_url = server_url_for_tests(
         os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL")
     )
-    results = {n: bench(server_url, n, args.runs) for n in sizes}
+    if args.account == "emulator":
+        results = {n: emulator_account_bench(n, args.runs, args.data_dir) for n in sizes}
+    else:
+        results = {n: bench(server_url, n, args.runs) for n in sizes}
     headers = ["customers", "build", "median s", "min s", "max s"]
     rows = [
         [n, kind, statistics.median(d), min(d), max(d)]
@@ -385,9 +452,12 @@ def main() -> int:
         for kind, d in kinds.items()
     ]
     print()
-    print(f"dbt build, as_of fixed; median of {args.runs} runs (the first build: one run)")
+    when = "at the current time" if args.account == "emulator" else "as_of fixed"
+    print(f"dbt build of the {args.account} account, {when}; median of {args.runs} runs"
+          " (the first build: one run)")  # fmt: skip
     print_table(headers, rows)
-    path = write_results("dbt_bench", {
+    path = write_results(args.results, {
+        "account": args.account,
         "runs": args.runs,
         "results": [
             {"customers": n, "build": kind, "durations_s": d, "median_s": statistics.median(d)}
