@@ -33,6 +33,7 @@ STEPS = 5 if FULL else 2  # builds after the first, each after some lifecycle ch
 CUSTOMERS = 300 if FULL else 40
 START = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
 DELIVERY_APP = "stripe-sync segment delivery"  # the deliverer's application_name
+DBT_APP = "dbt"  # dbt-postgres's default application_name: a build's SQL
 
 BUILD_CHILD = """
 import sys
@@ -80,14 +81,29 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         time.sleep(0.1)
 
 
-def _no_backend_of(url: str, application: str) -> bool:
+def _backends_of(url: str, application: str) -> set[int]:
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "select count(*) from pg_stat_activity where datname = current_database()"
+        rows = conn.execute(
+            "select pid from pg_stat_activity where datname = current_database()"
             " and application_name = %s and pid != pg_backend_pid()",
             (application,),
-        ).fetchone()
-    return row is not None and row[0] == 0
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def _no_backend_of(url: str, application: str) -> bool:
+    return not _backends_of(url, application)
+
+
+def _wait_for_new_backend(
+    proc: subprocess.Popen[bytes], url: str, application: str, before: set[int]
+) -> None:
+    """Until the child has opened a connection of `application` not in `before`, or ended."""
+    _wait_until(
+        lambda: proc.poll() is not None or bool(_backends_of(url, application) - before),
+        120,
+        f"the child's first {application} connection",
+    )
 
 
 def _in_flight(url: str, endpoint: Endpoint) -> int | None:
@@ -184,15 +200,23 @@ def test_killed_builds_and_deliverers_leave_the_feed_whole(
             # The calm warehouse is the reference: the production build (models and the
             # reader_guard checks) gives it the same tables; the killed one runs every test.
             calm = tmp_path / "calm"
+            calm_started = time.monotonic()
             build(calm_url, as_of=as_of, livemode=False, target_path=calm, selector="incremental")
+            calm_s = time.monotonic() - calm_started
 
             # A build killed at a random moment, a deliverer killed beside it (once a feed exists).
+            dbt_before = _backends_of(killed_url, DBT_APP)
             building = _child(BUILD_CHILD, killed_url, as_of.isoformat(), str(tmp_path / "killed"))
             delivering = killer.start() if step else None
             if delivering is not None:
                 killer.kill(delivering, rng.uniform(0.0, 0.5))
             build_attempts += 1
-            build_kills += _kill_after(building, rng.uniform(1.0, 25.0))
+            # At a random moment of the build's SQL, not of its start-up (a kill there tests
+            # nothing), within the time the calm build took: fewer tests and no process start-up,
+            # so the killed build's SQL lasts longer. A fixed range of delays missed every build on
+            # a fast machine.
+            _wait_for_new_backend(building, killed_url, DBT_APP, dbt_before)
+            build_kills += _kill_after(building, rng.uniform(0.0, 0.8) * calm_s)
             # Retried at the same as_of until it succeeds, as a scheduler retries a failed run.
             build(killed_url, as_of=as_of, livemode=False, target_path=tmp_path / "killed")
             killer.kill(killer.start(), rng.uniform(0.0, 0.5))
